@@ -1,0 +1,35 @@
+# The two front-door commands: `make train` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+# A CPU build of torch; override for another build, e.g. make TORCH_SPEC='torch==2.14.1' test
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup train test test-slow bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet '$(TORCH_SPEC)'
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/rlgumbel-train $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/selectors_micro.py
+	$(BIN)/python benchmarks/update_overhead.py
+	$(BIN)/python benchmarks/cartpole_solve.py
+
+clean:
+	rm -rf $(VENV) runs multirun outputs

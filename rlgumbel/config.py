@@ -1,0 +1,157 @@
+"""From a composed config to a ready Trainer: validation with clear errors, then building."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rlgumbel.buffer import ReplayBuffer
+from rlgumbel.envs import EnvConfigError, env_shape, make_vector_env
+from rlgumbel.logger import Logger
+from rlgumbel.schedules import Schedule
+from rlgumbel.trainer import Trainer, TrainerSettings
+
+ENV_KEYS = {"id", "num_envs", "solved_return", "kwargs"}
+# Keys that may differ between a run and its resumption.
+RESUME_FREE_KEYS = {"resume"}
+
+
+class ConfigError(ValueError):
+    """A config value the framework cannot run with; the message names the key."""
+
+
+def register_resolvers() -> None:
+    """Resolvers the config tree uses: `resume` decides where a run's output goes."""
+    if not OmegaConf.has_resolver("rlgumbel.run_dir"):
+        OmegaConf.register_new_resolver("rlgumbel.run_dir", lambda resume, fresh: resume or fresh)
+        OmegaConf.register_new_resolver("rlgumbel.output_subdir", lambda resume: None if resume else ".hydra")
+
+
+def option_name(target: str) -> str:
+    """Config option name of a class path: `rlgumbel.selectors.GumbelSoftmaxSelector` → `gumbel_softmax`."""
+    name = re.sub(r"(Selector|Schedule)$", "", target.rsplit(".", 1)[-1])
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _instantiate(key: str, node: DictConfig, **build_kwargs: Any) -> Any:
+    try:
+        return instantiate(node, _convert_="all", **build_kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        message = str(cause)
+        if isinstance(cause, TypeError) and "argument" in message:
+            message = f"{message} (check the keys under {key}:)"
+        raise ConfigError(f"{key}: {message}") from None
+
+
+def build_temperature(cfg: DictConfig) -> Schedule:
+    """The temperature schedule; every temperature it takes must be > 0."""
+    schedule = _instantiate("schedule", cfg.schedule)
+    low, _ = schedule.bounds()
+    if not low > 0:
+        raise ConfigError(f"schedule: temperatures must be > 0, but this schedule reaches {low} "
+                          "(check schedule.start and schedule.end)")
+    return schedule
+
+
+def trainer_settings(cfg: DictConfig) -> TrainerSettings:
+    """The validated `trainer:` node."""
+    values = OmegaConf.to_container(cfg.trainer, resolve=True)
+    unknown = set(values) - set(TrainerSettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"trainer has unknown keys {sorted(unknown)}; allowed: {sorted(TrainerSettings.__dataclass_fields__)}")
+    try:
+        return TrainerSettings(**values)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error)) from None
+
+
+def env_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The validated `env:` node as a plain dict."""
+    values = OmegaConf.to_container(cfg.env, resolve=True)
+    unknown = set(values) - ENV_KEYS
+    if unknown:
+        raise ConfigError(f"env has unknown keys {sorted(unknown)}; allowed: {sorted(ENV_KEYS)}")
+    if not isinstance(values.get("id"), str):
+        raise ConfigError(f"env.id must be a Gymnasium environment id, got {values.get('id')!r}")
+    return values
+
+
+def hparams(cfg: DictConfig) -> dict[str, float | int | str | bool]:
+    """The run's hyperparameters for the HParams dashboard: one fixed key set for every run,
+    whatever its selector or schedule, so that a sweep's table has the same columns."""
+    schedule = cfg.schedule
+    return {
+        "selector": option_name(cfg.selector._target_),
+        "selector_hard": bool(cfg.selector.get("hard", False)),
+        "schedule": option_name(schedule._target_),
+        "temperature_start": float(schedule.start),
+        "temperature_end": float(schedule.get("end", schedule.start)),
+        "env": str(cfg.env.id),
+        "num_envs": int(cfg.env.num_envs),
+        "seed": int(cfg.seed),
+        "critic_kind": str(cfg.agent.critic.kind),
+        "critic_target": str(cfg.agent.critic_target),
+        "entropy_coef": float(cfg.agent.entropy_coef),
+        "total_steps": int(cfg.trainer.total_steps),
+    }
+
+
+def _check_seed(cfg: DictConfig) -> None:
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
+    threads = cfg.get("num_threads")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"num_threads must be a whole number >= 1, got {threads!r}")
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None) -> Trainer:
+    """Validate `cfg` and build the trainer of one run; nothing is written until all is valid.
+
+    Args:
+        cfg: the composed config (configs/train.yaml and its groups).
+        run_dir: the run's folder (from Hydra's runtime output dir).
+        checkpoint: a checkpoint of this run to continue from.
+    Raises:
+        ConfigError: a value is invalid; the message names the key.
+    """
+    _check_seed(cfg)
+    torch.set_num_threads(cfg.num_threads)
+    settings = trainer_settings(cfg)
+    env = env_settings(cfg)
+    temperature = build_temperature(cfg)
+    selector = _instantiate("selector", cfg.selector)
+    try:
+        envs = make_vector_env(env["id"], env["num_envs"], env.get("kwargs"))
+        eval_envs = make_vector_env(env["id"], settings.eval_episodes, env.get("kwargs"))
+    except EnvConfigError as error:
+        raise ConfigError(str(error)) from None
+    shape = env_shape(envs)
+    torch.manual_seed(cfg.seed)  # network initialisation
+    agent = _instantiate("agent", cfg.agent, obs_dim=shape.obs_dim, num_actions=shape.num_actions,
+                         selector=selector, device=cfg.device)
+    buffer = ReplayBuffer(settings.buffer_size, shape.obs_dim, cfg.device)
+    solved = env.get("solved_return")
+    logger = Logger(run_dir / "tb", hparams(cfg), OmegaConf.to_yaml(cfg, resolve=True),
+                    purge_step=None if checkpoint is None else checkpoint["step"])
+    trainer = Trainer(settings, envs, eval_envs, agent, temperature, buffer, logger, run_dir, cfg.seed,
+                      solved_return=None if solved is None or math.isnan(solved) else float(solved))
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint)
+    return trainer
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The resolved config a run was started with (`<run_dir>/.hydra/config.yaml`)."""
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"resume={run_dir}: no run there ({path} does not exist)")
+    return OmegaConf.load(path)

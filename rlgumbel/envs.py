@@ -1,0 +1,111 @@
+"""Vector environments from config: Gymnasium ids, discrete observations made one-hot,
+and a check that the action space is Discrete."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import SyncVectorEnv
+from gymnasium.wrappers import FlattenObservation
+from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+
+class EnvConfigError(ValueError):
+    """An environment the framework cannot train on; the message says why."""
+
+
+@dataclass(frozen=True)
+class EnvShape:
+    """Sizes the networks need: observation features and number of actions."""
+
+    obs_dim: int
+    num_actions: int
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise `EnvConfigError` unless Gymnasium's registry knows `env_id`."""
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as error:
+        raise EnvConfigError(f"env.id={env_id!r} is not a registered Gymnasium environment ({error})") from None
+
+
+def _make_single(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
+    def make() -> gym.Env:
+        env = gym.make(env_id, **kwargs)
+        if not isinstance(env.action_space, spaces.Discrete):
+            raise EnvConfigError(
+                f"env.id={env_id!r} has action space {env.action_space}; rlgumbel selects discrete "
+                "actions, so it needs a Discrete action space"
+            )
+        observation_space = env.observation_space
+        if isinstance(observation_space, spaces.Discrete) or (
+            isinstance(observation_space, spaces.Box) and len(observation_space.shape) != 1
+        ):
+            # Discrete observations become one-hot vectors; images become flat vectors.
+            env = FlattenObservation(env)
+        elif not isinstance(observation_space, spaces.Box):
+            raise EnvConfigError(
+                f"env.id={env_id!r} has observation space {observation_space}; supported are Box and Discrete"
+            )
+        return env
+
+    return make
+
+
+def make_vector_env(id: str, num_envs: int, kwargs: dict[str, Any] | None = None) -> gym.vector.VectorEnv:
+    """`num_envs` synchronous copies of `id` that record episode returns and lengths.
+
+    Copies reset themselves on the step *after* an episode ends (Gymnasium 1.x next-step
+    autoreset): the transition of that step is not a real one, and the caller must drop it.
+
+    Args:
+        id: any Gymnasium id, e.g. "CartPole-v1".
+        num_envs: number of copies stepped together, >= 1.
+        kwargs: keyword arguments for `gymnasium.make`.
+    """
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise EnvConfigError(f"env.num_envs must be a whole number >= 1, got {num_envs!r}")
+    check_env_id(id)
+    factory = _make_single(id, dict(kwargs or {}))
+    envs = SyncVectorEnv([factory] * num_envs, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    return RecordEpisodeStatistics(envs)
+
+
+def env_shape(envs: gym.vector.VectorEnv) -> EnvShape:
+    """Observation size and action count of a vector env built by `make_vector_env`."""
+    return EnvShape(
+        obs_dim=int(np.prod(envs.single_observation_space.shape)),
+        num_actions=int(envs.single_action_space.n),
+    )
+
+
+_EPISODE_STATISTICS = ("episode_count", "episode_start_times", "episode_returns", "episode_lengths",
+                       "prev_dones", "time_queue", "return_queue", "length_queue")
+
+
+def vector_env_state(envs: RecordEpisodeStatistics) -> bytes:
+    """The full state of a vector env from `make_vector_env`: every copy (with its random
+    generator), which copies reset on the next step, and the running episode statistics."""
+    sync = envs.unwrapped
+    return pickle.dumps({
+        "envs": sync.envs, "autoreset_envs": sync._autoreset_envs,
+        "statistics": {name: getattr(envs, name) for name in _EPISODE_STATISTICS},
+    })
+
+
+def restore_vector_env_state(envs: RecordEpisodeStatistics, state: bytes) -> None:
+    """Put back what `vector_env_state` returned into a vector env of the same config."""
+    values = pickle.loads(state)
+    sync = envs.unwrapped
+    if len(values["envs"]) != sync.num_envs:
+        raise ValueError(f"checkpoint holds {len(values['envs'])} env copies, env.num_envs is {sync.num_envs}")
+    sync.envs = values["envs"]
+    sync._autoreset_envs = values["autoreset_envs"]
+    for name, value in values["statistics"].items():
+        setattr(envs, name, value)

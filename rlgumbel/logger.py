@@ -1,0 +1,83 @@
+"""TensorBoard logging: scalars, the resolved config, a custom-scalars layout, and HParams
+written into the run's own event file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams.metadata import PLUGIN_DATA_VERSION, PLUGIN_NAME, SESSION_END_INFO_TAG
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+HParamValue = float | int | str | bool
+
+# Scalars that the HParams dashboard shows for each run (their last value).
+HPARAM_METRICS = ("charts/eval_return_greedy", "charts/eval_return_sampled", "charts/episodic_return")
+
+LAYOUT = {
+    "evaluation": {
+        "eval return (greedy vs sampled)": ["Multiline", ["charts/eval_return_greedy", "charts/eval_return_sampled"]],
+        "training episodes": ["Multiline", ["charts/episodic_return"]],
+    },
+    "policy": {
+        "temperature and epsilon": ["Multiline", ["policy/temperature", "policy/epsilon"]],
+        "entropy": ["Multiline", ["policy/entropy"]],
+    },
+}
+
+STATUS = {"success": api_pb2.STATUS_SUCCESS, "failure": api_pb2.STATUS_FAILURE,
+          "running": api_pb2.STATUS_RUNNING}
+
+
+def _session_end(status: str) -> Summary:
+    content = HParamsPluginData(session_end_info=SessionEndInfo(status=STATUS[status]),
+                                version=PLUGIN_DATA_VERSION)
+    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
+        plugin_name=PLUGIN_NAME, content=content.SerializeToString()))
+    return Summary(value=[Summary.Value(tag=SESSION_END_INFO_TAG, metadata=metadata)])
+
+
+class Logger:
+    """Writes one run's event files under `log_dir`; the x-axis is always env steps.
+
+    Args:
+        log_dir: the run's `tb/` folder.
+        hparams: the run's hyperparameters, one fixed key set for every run of a sweep.
+        config_text: the resolved config as YAML, shown in the Text dashboard.
+        purge_step: when resuming, events at or after this step from the interrupted run are
+            hidden by TensorBoard, so curves do not double back.
+    """
+
+    def __init__(self, log_dir: Path, hparams: Mapping[str, HParamValue], config_text: str,
+                 purge_step: int | None = None) -> None:
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step, flush_secs=30)
+        if purge_step is None:
+            experiment, session_start, _ = hparams_summaries(dict(hparams), dict.fromkeys(HPARAM_METRICS, 0.0))
+            self.writer.file_writer.add_summary(experiment)
+            self.writer.file_writer.add_summary(session_start)
+            self.writer.add_text("config", f"```yaml\n{config_text}\n```", 0)
+            self.writer.add_custom_scalars(LAYOUT)
+        self.closed = False
+
+    def scalars(self, metrics: Mapping[str, float | Tensor], step: int) -> None:
+        """Write each metric under its tag at env step `step`."""
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, float(value), step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self, status: str | None) -> None:
+        """Mark the HParams session `status` ("success", "failure"; None leaves it open, as
+        for an interrupted run that will be resumed), flush and close. Idempotent."""
+        if self.closed:
+            return
+        if status is not None:
+            self.writer.file_writer.add_summary(_session_end(status))
+        self.writer.close()
+        self.closed = True

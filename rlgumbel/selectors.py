@@ -1,0 +1,326 @@
+"""Action selectors: the ways of turning a policy's logits into a discrete action.
+
+Every selector returns, for a batch of logits, the action sent to the environment, a
+differentiable action vector for the actor's loss, and the policy's log-probabilities and
+entropy. Selectors are stateless: the trainer passes the temperature and the random generator.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from functools import cached_property
+from typing import Protocol
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from rlgumbel.schedules import Schedule
+
+
+class Selection:
+    """What a selector hands to a learning rule for one batch of states.
+
+    The policy statistics are computed on first use: a rollout or a target needs only some.
+
+    Attributes:
+        env_action: [B] int64, the action taken in the environment.
+        action: [B, A] action vector fed to the critic; carries the selector's gradient.
+        log_prob: [B] log π(env_action | s) under `softmax(logits)`, differentiable.
+        probs: [B, A] the target policy's action distribution (for expected critic targets),
+            detached; `softmax(logits)` unless the selector says otherwise.
+        entropy: [B] entropy of `softmax(logits)`, differentiable.
+    """
+
+    def __init__(self, logits: Tensor, action: Tensor, env_action: Tensor | None = None,
+                 scores: Tensor | None = None, target_probs: Tensor | None = None) -> None:
+        """Args: logits [B, A]; action [B, A]; either env_action [B] or the scores [B, A] whose
+        argmax it is; target_probs [B, A] if the target policy is not `softmax(logits)`."""
+        if (env_action is None) == (scores is None):
+            raise ValueError("a Selection needs exactly one of env_action and scores")
+        self.logits, self.action = logits, action
+        self._env_action, self._scores, self._target_probs = env_action, scores, target_probs
+
+    @cached_property
+    def env_action(self) -> Tensor:
+        if self._env_action is not None:
+            return self._env_action
+        return self._scores.detach().argmax(-1)
+
+    @cached_property
+    def log_probs(self) -> Tensor:
+        """[B, A] log softmax(logits); differentiable even if first read under `no_grad`."""
+        with torch.enable_grad():
+            return torch.log_softmax(self.logits, dim=-1)
+
+    @cached_property
+    def log_prob(self) -> Tensor:
+        return self.log_probs.gather(-1, self.env_action.unsqueeze(-1)).squeeze(-1)
+
+    @cached_property
+    def probs(self) -> Tensor:
+        if self._target_probs is not None:
+            return self._target_probs
+        return self.log_probs.detach().exp()
+
+    @cached_property
+    def entropy(self) -> Tensor:
+        return entropy_of(self.log_probs)
+
+
+class ActionValue(Protocol):
+    """A critic seen from the selector: Q(s, ·) for the batch of states being updated."""
+
+    def of(self, action: Tensor) -> Tensor:
+        """Q(s, action) for action vectors [B, A] (one-hot or relaxed); returns [B]."""
+
+    def all(self) -> Tensor:
+        """Q(s, a) for every action a; returns [B, A]."""
+
+
+_TINY = {dtype: torch.finfo(dtype).tiny for dtype in (torch.float32, torch.float64)}
+_LARGEST = {dtype: torch.finfo(dtype).max for dtype in (torch.float32, torch.float64)}
+
+
+def _log_exponential(shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype,
+                     device: torch.device | str) -> Tensor:
+    """`log(-log u)` = −g for standard Gumbel g, with u uniform in [tiny, 1): always finite.
+
+    `uniform_(tiny, 1)` never yields 0, whose noise would be infinite; its largest value
+    1 − 2⁻²⁴ bounds |g| below 17 in float32.
+    """
+    uniform = torch.empty(shape, dtype=dtype, device=device)
+    uniform.uniform_(_TINY[dtype], 1.0, generator=generator)
+    return uniform.log_().neg_().log_()
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Half-precision logits are perturbed in float32, whose resolution keeps the noise intact."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def gumbel_noise(shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype,
+                 device: torch.device | str = "cpu") -> Tensor:
+    """Standard Gumbel noise `g = −log(−log u)`, finite for every float dtype.
+
+    Drawn in float32 (float64 for float64) and cast to `dtype`.
+
+    Returns:
+        [*shape] tensor of dtype `dtype`.
+    """
+    return _log_exponential(shape, generator, _work_dtype(dtype), device).neg_().to(dtype)
+
+
+def perturbed_logits(logits: Tensor, generator: torch.Generator | None) -> Tensor:
+    """`logits + g`, g standard Gumbel, in float32 (float64 for float64 logits).
+
+    Half-precision logits are upcast first: next to a logit of 100, bfloat16 would round the
+    noise to multiples of 0.5 and bias the sample. In float32 the sample is exact up to the
+    rounding of `logits + g`, which matters only for logits far beyond what a policy outputs
+    (|logits| ≳ 1e6).
+
+    Args:
+        logits: [B, A]; −inf marks a masked action.
+    Returns:
+        [B, A]; differentiable in `logits`.
+    """
+    work = logits if logits.dtype in _TINY else logits.float()
+    return work - _log_exponential(logits.shape, generator, work.dtype, logits.device)
+
+
+def gumbel_max_sample(logits: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Exact sample from Categorical(softmax(logits)) by the Gumbel-max trick.
+
+    Args:
+        logits: [B, A]; −inf marks a masked action, which is never chosen.
+    Returns:
+        [B] int64 actions.
+    """
+    return perturbed_logits(logits.detach(), generator).argmax(-1)
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward `hard` exactly, backward the gradient to `soft` (Bengio et al. 2013).
+
+    `hard - soft.detach() + soft` is one-hot only up to rounding; this is one-hot exactly.
+    """
+
+    @staticmethod
+    def forward(ctx, hard: Tensor, soft: Tensor) -> Tensor:  # noqa: D102
+        return hard
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[None, Tensor]:  # noqa: D102
+        return None, grad
+
+
+def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
+    """`hard` in the forward pass, the gradient of `soft` in the backward pass."""
+    return _StraightThrough.apply(hard, soft)
+
+
+def tempered_softmax(scores: Tensor, temperature: float, row_max: Tensor | None = None) -> Tensor:
+    """`softmax(scores / temperature)` that stays finite for huge scores and tiny temperatures.
+
+    Subtracting the row maximum first keeps `scores / temperature <= 0`, so the division can
+    only underflow to −inf (probability 0), never overflow to +inf (which would give NaN).
+
+    Args:
+        scores: [B, A].
+        row_max: [B, 1] the detached row maximum of `scores`, if already at hand.
+    """
+    if row_max is None:
+        row_max = scores.detach().amax(-1, keepdim=True)
+    return torch.softmax((scores - row_max) / temperature, dim=-1)
+
+
+def entropy_of(log_probs: Tensor) -> Tensor:
+    """Entropy of a categorical from its log-probabilities [B, A]: [B].
+
+    A masked action (log-probability −inf) adds 0. Its log-probability is clamped at
+    log(tiny) first: large enough that neither the value nor the gradient becomes NaN (a
+    clamp at the dtype's minimum would overflow the gradient to inf once scaled).
+    """
+    floor = math.log(torch.finfo(log_probs.dtype).tiny)
+    return -(log_probs.exp() * log_probs.clamp(min=floor)).sum(-1)
+
+
+def _check_temperature(temperature: float) -> None:
+    # `type(...) is float` first: this runs on every call, and the ABC check is slow.
+    is_number = type(temperature) is float or (
+        isinstance(temperature, numbers.Real) and not isinstance(temperature, bool))
+    if not (is_number and 0.0 < temperature < math.inf):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+
+
+class ActionSelector:
+    """Base class: turns logits into a `Selection`; pathwise actor objective by default."""
+
+    def select(self, logits: Tensor, temperature: float,
+               generator: torch.Generator | None) -> Selection:
+        """Choose actions for a batch.
+
+        Args:
+            logits: [B, A] actor outputs; −inf marks masked actions.
+            temperature: > 0, from the temperature schedule.
+            generator: the run's random generator.
+        """
+        raise NotImplementedError
+
+    def act(self, logits: Tensor, temperature: float, generator: torch.Generator | None,
+            step: int) -> Tensor:
+        """The behaviour action for rollouts at env step `step`: [B] int64.
+
+        A sample of `softmax(logits)` unless a selector explores otherwise.
+        """
+        return gumbel_max_sample(logits, generator)
+
+    def epsilon(self, step: int) -> float:
+        """Probability of a uniformly random action at env step `step` (0 unless ε-greedy)."""
+        return 0.0
+
+    def actor_objective(self, selection: Selection, critic: ActionValue) -> Tensor:
+        """Per-state surrogate whose gradient estimates ∇ E_π[Q(s, a)]; [B], to maximise.
+
+        Pathwise: the critic evaluated at the differentiable action vector.
+        """
+        return critic.of(selection.action)
+
+
+class ArgmaxSelector(ActionSelector):
+    """Greedy actions, ε-greedy while exploring; straight-through gradient.
+
+    Forward: one-hot of `argmax(logits)`. Backward: the gradient of
+    `softmax(logits / temperature)`.
+
+    Args:
+        epsilon: schedule of the exploration probability over env steps, values in [0, 1].
+    """
+
+    def __init__(self, epsilon: Schedule) -> None:
+        low, high = epsilon.bounds()
+        if low < 0 or high > 1:
+            raise ValueError(f"selector.epsilon must stay in [0, 1], its schedule spans [{low}, {high}]")
+        self.epsilon_schedule = epsilon
+
+    def select(self, logits: Tensor, temperature: float,
+               generator: torch.Generator | None) -> Selection:
+        _check_temperature(temperature)
+        row_max, env_action = logits.detach().max(-1, keepdim=True)
+        hard = torch.zeros_like(logits).scatter_(-1, env_action, 1.0)
+        action = straight_through(hard, tempered_softmax(logits, temperature, row_max))
+        return Selection(logits, action, env_action=env_action.squeeze(-1), target_probs=hard)
+
+    def act(self, logits: Tensor, temperature: float, generator: torch.Generator | None,
+            step: int) -> Tensor:
+        greedy = logits.argmax(-1)
+        epsilon = self.epsilon(step)
+        if epsilon == 0.0:
+            return greedy
+        # A uniform draw among the unmasked actions: Gumbel-max over zero logits.
+        uniform_logits = torch.where(torch.isneginf(logits), logits, torch.zeros_like(logits))
+        random_action = gumbel_max_sample(uniform_logits, generator)
+        explore = torch.rand(greedy.shape, generator=generator, device=logits.device) < epsilon
+        return torch.where(explore, random_action, greedy)
+
+    def epsilon(self, step: int) -> float:
+        return self.epsilon_schedule(step)
+
+
+class SampleSelector(ActionSelector):
+    """Actions sampled from `Categorical(softmax(logits))`; score-function gradient.
+
+    The temperature does not enter: the policy is `softmax(logits)` itself. The actor's
+    surrogate is `log π(a|s) · (Q(s, a) − V(s))` with the baseline `V(s) = Σ_a π(a|s) Q(s, a)`
+    (REINFORCE with a state-dependent baseline; Williams 1992).
+    """
+
+    def select(self, logits: Tensor, temperature: float,
+               generator: torch.Generator | None) -> Selection:
+        _check_temperature(temperature)
+        env_action = gumbel_max_sample(logits, generator)
+        action = F.one_hot(env_action, logits.shape[-1]).to(logits.dtype)
+        return Selection(logits, action, env_action=env_action)
+
+    def actor_objective(self, selection: Selection, critic: ActionValue) -> Tensor:
+        with torch.no_grad():
+            q_all = critic.all()
+            q_taken = q_all.gather(-1, selection.env_action.unsqueeze(-1)).squeeze(-1)
+            baseline = (selection.probs * q_all).sum(-1)
+        return selection.log_prob * (q_taken - baseline)
+
+
+class GumbelSoftmaxSelector(ActionSelector):
+    """Gumbel-max actions with a Gumbel-softmax relaxation (Jang et al. 2017; Maddison et al. 2017).
+
+    With `g ~ Gumbel(0, 1)` i.i.d., the env action `argmax(logits + g)` is an exact sample of
+    `Categorical(softmax(logits))`, and the action vector `y = softmax((logits + g) / temperature)`
+    is its differentiable relaxation. `hard=True` forwards the one-hot of the same sample and
+    backpropagates through `y` (straight-through Gumbel-softmax).
+
+    Args:
+        hard: forward one-hot actions to the critic instead of the relaxed vector.
+    """
+
+    def __init__(self, hard: bool = False) -> None:
+        if not isinstance(hard, bool):
+            raise ValueError(f"selector.hard must be true or false, got {hard!r}")
+        self.hard = hard
+
+    def select(self, logits: Tensor, temperature: float,
+               generator: torch.Generator | None) -> Selection:
+        _check_temperature(temperature)
+        perturbed = perturbed_logits(logits, generator)
+        scaled = perturbed / temperature
+        # Huge logits over a tiny temperature would overflow to +inf and softmax would give
+        # NaN: cap at the largest finite value (−inf, a masked action, stays). The cap acts on
+        # the detached storage, so it adds no backward pass (where it acts the gradient is 0
+        # anyway); neither the division nor the softmax saves this tensor for backward.
+        scaled.detach().clamp_(max=_LARGEST[scaled.dtype])
+        relaxed = torch.softmax(scaled, dim=-1).to(logits.dtype)
+        if not self.hard:
+            return Selection(logits, relaxed, scores=perturbed)
+        env_action = perturbed.detach().argmax(-1, keepdim=True)
+        hard = torch.zeros_like(relaxed).scatter_(-1, env_action, 1.0)
+        return Selection(logits, straight_through(hard, relaxed), env_action=env_action.squeeze(-1))

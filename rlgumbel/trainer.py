@@ -1,0 +1,246 @@
+"""The training loop: collect → store → update → evaluate → log → checkpoint."""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from rlgumbel.agents import ActorCritic
+from rlgumbel.buffer import ReplayBuffer
+from rlgumbel.checkpoint import save_checkpoint
+from rlgumbel.envs import restore_vector_env_state, vector_env_state
+from rlgumbel.logger import Logger
+from rlgumbel.schedules import Schedule
+from rlgumbel.selectors import gumbel_max_sample
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """The `trainer:` config node; see configs/train.yaml for each key's meaning."""
+
+    total_steps: int
+    learning_starts: int
+    update_every: int
+    updates_per_round: int
+    batch_size: int
+    buffer_size: int
+    eval_every: int
+    eval_episodes: int
+    log_every: int
+    checkpoint_every: int
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("total_steps", "update_every", "updates_per_round", "batch_size", "buffer_size",
+                     "eval_every", "eval_episodes", "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"trainer.{name} must be a whole number > 0, got {value!r}")
+        if isinstance(self.learning_starts, bool) or not isinstance(self.learning_starts, int) or self.learning_starts < 0:
+            raise ValueError(f"trainer.learning_starts must be a whole number >= 0, got {self.learning_starts!r}")
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"trainer.batch_size ({self.batch_size}) must not exceed trainer.buffer_size ({self.buffer_size})")
+
+
+class Every:
+    """True when the env-step counter crosses a multiple of `period` (steps advance in strides)."""
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+
+    def __call__(self, before: int, after: int) -> bool:
+        return after // self.period > before // self.period
+
+
+def evaluate(agent: ActorCritic, envs: gym.vector.VectorEnv, greedy: bool, seed: int,
+             generator: torch.Generator) -> np.ndarray:
+    """One episode in each copy of `envs`, actions from one batched forward pass per step.
+
+    Args:
+        greedy: argmax of the logits if true, else a sample of `softmax(logits)`.
+        seed: reset seed, so every evaluation of a run sees the same start states.
+    Returns:
+        [num_envs] episode returns.
+    """
+    obs, _ = envs.reset(seed=seed)
+    returns = np.zeros(envs.num_envs)
+    done = np.zeros(envs.num_envs, dtype=bool)
+    while not done.all():
+        logits = agent.logits(torch.as_tensor(obs, dtype=torch.float32))
+        action = logits.argmax(-1) if greedy else gumbel_max_sample(logits, generator)
+        obs, reward, terminated, truncated, _ = envs.step(action.numpy())
+        returns += np.where(done, 0.0, reward)
+        done |= terminated | truncated
+    return returns
+
+
+class Trainer:
+    """Trains one agent on one vector env and writes everything into `run_dir`.
+
+    Args:
+        settings: budget, update rhythm and evaluation cadence.
+        envs, eval_envs: training and evaluation vector envs.
+        agent: the learning rule (owns the selector).
+        temperature: schedule of the selector's temperature over env steps.
+        buffer: replay buffer sized for the env.
+        logger: TensorBoard writer of this run.
+        run_dir: the run's folder; checkpoints go to `run_dir / "checkpoints"`.
+        seed: seeds the env resets and the run's generator.
+        solved_return: greedy eval return that counts as solving the env (for the summary).
+    """
+
+    def __init__(self, settings: TrainerSettings, envs: gym.vector.VectorEnv, eval_envs: gym.vector.VectorEnv,
+                 agent: ActorCritic, temperature: Schedule, buffer: ReplayBuffer, logger: Logger,
+                 run_dir: Path, seed: int, solved_return: float | None = None) -> None:
+        self.settings, self.envs, self.eval_envs = settings, envs, eval_envs
+        self.agent, self.temperature, self.buffer, self.logger = agent, temperature, buffer, logger
+        self.run_dir, self.seed, self.solved_return = run_dir, seed, solved_return
+        self.generator = torch.Generator().manual_seed(seed)
+        self.eval_generator = torch.Generator().manual_seed(seed + 1)
+        self.num_actions = int(envs.single_action_space.n)
+        self.step = 0
+        self.evaluations: list[tuple[int, float, float]] = []  # (step, greedy, sampled)
+        self.first_solved_step: int | None = None
+        self.wall_seconds = 0.0  # training time of earlier sessions of this run
+        self.metrics: dict[str, Any] = {}
+        obs, _ = envs.reset(seed=seed)
+        self.obs = torch.as_tensor(obs, dtype=torch.float32)
+        self.autoreset = torch.zeros(envs.num_envs, dtype=torch.bool)
+        self._stop_signal: int | None = None
+
+    def run(self) -> dict[str, Any]:
+        """Train until `total_steps`, or until SIGINT/SIGTERM (then checkpoint and exit code 128+n).
+
+        Returns:
+            The run's summary (final and best evaluations, first solved step, wall time).
+        """
+        s = self.settings
+        update, evaluate_now, log_now, checkpoint_now = (Every(s.update_every), Every(s.eval_every),
+                                                          Every(s.log_every), Every(s.checkpoint_every))
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        started, started_step = time.perf_counter(), self.step
+        bar = tqdm(total=s.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=None if s.progress else True, file=sys.stderr)
+        status = "failure"
+        try:
+            while self.step < s.total_steps and self._stop_signal is None:
+                before = self.step
+                self._collect()
+                if self.step >= s.learning_starts and update(before, self.step):
+                    self._update()
+                if evaluate_now(before, self.step) or self.step >= s.total_steps:
+                    self._evaluate()
+                    bar.set_postfix(eval_greedy=f"{self.evaluations[-1][1]:.1f}")
+                if log_now(before, self.step):
+                    self._log(started, started_step)
+                if checkpoint_now(before, self.step):
+                    self._checkpoint()
+                bar.update(self.step - before)
+            status = "success" if self._stop_signal is None else None
+        finally:
+            bar.close()
+            self.wall_seconds += time.perf_counter() - started
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self._checkpoint()
+            self.logger.close(status)
+        return self.summary()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stop_signal = signum
+
+    @property
+    def interrupted_by(self) -> int | None:
+        """The signal number that stopped the run early, if any."""
+        return self._stop_signal
+
+    def _collect(self) -> None:
+        """One step of every env copy; transitions into the buffer; episode returns logged."""
+        if self.step < self.settings.learning_starts:
+            action = torch.randint(self.num_actions, (self.envs.num_envs,), generator=self.generator)
+        else:
+            action = self.agent.act(self.obs, self.temperature(self.step), self.generator, self.step)
+        next_obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
+        next_obs = torch.as_tensor(next_obs, dtype=torch.float32)
+        # After an episode ends, the next step only resets that copy: not a real transition.
+        self.buffer.add(self.obs, action, torch.as_tensor(reward, dtype=torch.float32), next_obs,
+                        torch.as_tensor(terminated, dtype=torch.float32), valid=~self.autoreset)
+        self.autoreset = torch.as_tensor(terminated | truncated)
+        self.obs = next_obs
+        self.step += self.envs.num_envs
+        if "episode" in info:
+            finished = info["_episode"]
+            for episodic_return, length in zip(info["episode"]["r"][finished], info["episode"]["l"][finished]):
+                self.logger.scalars({"charts/episodic_return": episodic_return,
+                                     "charts/episodic_length": length}, self.step)
+
+    def _update(self) -> None:
+        temperature = self.temperature(self.step)
+        for _ in range(self.settings.updates_per_round):
+            batch = self.buffer.sample(self.settings.batch_size, self.generator)
+            self.metrics = self.agent.update(batch, temperature, self.generator)
+
+    def _evaluate(self) -> None:
+        eval_seed = self.seed + 1_000_000
+        greedy = evaluate(self.agent, self.eval_envs, True, eval_seed, self.eval_generator).mean()
+        sampled = evaluate(self.agent, self.eval_envs, False, eval_seed, self.eval_generator).mean()
+        self.evaluations.append((self.step, float(greedy), float(sampled)))
+        if self.first_solved_step is None and self.solved_return is not None and greedy >= self.solved_return:
+            self.first_solved_step = self.step
+        self.logger.scalars({"charts/eval_return_greedy": greedy, "charts/eval_return_sampled": sampled}, self.step)
+
+    def _log(self, started: float, started_step: int) -> None:
+        elapsed = time.perf_counter() - started
+        perf = {"perf/steps_per_second": (self.step - started_step) / max(elapsed, 1e-9),
+                "perf/wall_seconds": self.wall_seconds + elapsed}
+        policy = {"policy/temperature": self.temperature(self.step),
+                  "policy/epsilon": self.agent.selector.epsilon(self.step)}
+        self.logger.scalars({**self.metrics, **policy, **perf}, self.step)
+
+    def _checkpoint(self) -> None:
+        save_checkpoint(self.run_dir / "checkpoints", self.step, self.state_dict())
+        self.logger.flush()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the run exactly."""
+        return {
+            "step": self.step, "agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
+            "generator": self.generator.get_state(), "eval_generator": self.eval_generator.get_state(),
+            "obs": self.obs, "autoreset": self.autoreset, "evaluations": self.evaluations,
+            "first_solved_step": self.first_solved_step, "wall_seconds": self.wall_seconds,
+            "envs": vector_env_state(self.envs),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        self.step = state["step"]
+        self.agent.load_state_dict(state["agent"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.generator.set_state(state["generator"])
+        self.eval_generator.set_state(state["eval_generator"])
+        self.obs, self.autoreset = state["obs"], state["autoreset"]
+        self.evaluations = list(state["evaluations"])
+        self.first_solved_step = state["first_solved_step"]
+        self.wall_seconds = state["wall_seconds"]
+        restore_vector_env_state(self.envs, state["envs"])
+
+    def summary(self) -> dict[str, Any]:
+        """Final and best evaluation, first solved step, env steps and wall time."""
+        final = self.evaluations[-1] if self.evaluations else (self.step, math.nan, math.nan)
+        return {
+            "steps": self.step, "wall_seconds": self.wall_seconds,
+            "final_eval_return_greedy": final[1], "final_eval_return_sampled": final[2],
+            "best_eval_return_greedy": max((e[1] for e in self.evaluations), default=math.nan),
+            "first_solved_step": self.first_solved_step, "interrupted": self._stop_signal is not None,
+        }
+
