@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/selectors_micro.py
 	$(BIN)/python benchmarks/update_overhead.py
 	$(BIN)/python benchmarks/cartpole_solve.py
+	$(BIN)/python benchmarks/report_speed.py
 
 clean:
 	rm -rf $(VENV) runs multirun outputs

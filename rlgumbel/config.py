@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlgumbel.buffer import ReplayBuffer
 from rlgumbel.envs import EnvConfigError, env_shape, make_vector_env
 from rlgumbel.logger import Logger
+from rlgumbel.names import option_name, run_name
 from rlgumbel.schedules import Schedule
 from rlgumbel.trainer import Trainer, TrainerSettings
 
@@ -32,12 +32,7 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("rlgumbel.run_dir"):
         OmegaConf.register_new_resolver("rlgumbel.run_dir", lambda resume, fresh: resume or fresh)
         OmegaConf.register_new_resolver("rlgumbel.output_subdir", lambda resume: None if resume else ".hydra")
-
-
-def option_name(target: str) -> str:
-    """Config option name of a class path: `rlgumbel.selectors.GumbelSoftmaxSelector` → `gumbel_softmax`."""
-    name = re.sub(r"(Selector|Schedule)$", "", target.rsplit(".", 1)[-1])
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+        OmegaConf.register_new_resolver("rlgumbel.run_name", run_name)
 
 
 def _instantiate(key: str, node: DictConfig, **build_kwargs: Any) -> Any:
@@ -141,7 +136,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     buffer = ReplayBuffer(settings.buffer_size, shape.obs_dim, cfg.device)
     solved = env.get("solved_return")
     logger = Logger(run_dir / "tb", hparams(cfg), OmegaConf.to_yaml(cfg, resolve=True),
-                    purge_step=None if checkpoint is None else checkpoint["step"])
+                    purge_step=None if checkpoint is None else checkpoint["step"] + 1)
     trainer = Trainer(settings, envs, eval_envs, agent, temperature, buffer, logger, run_dir, cfg.seed,
                       solved_return=None if solved is None or math.isnan(solved) else float(solved))
     if checkpoint is not None:

@@ -49,8 +49,9 @@ class Logger:
         log_dir: the run's `tb/` folder.
         hparams: the run's hyperparameters, one fixed key set for every run of a sweep.
         config_text: the resolved config as YAML, shown in the Text dashboard.
-        purge_step: when resuming, events at or after this step from the interrupted run are
-            hidden by TensorBoard, so curves do not double back.
+        purge_step: when resuming from a checkpoint at step k, k + 1: events the interrupted
+            run wrote after its checkpoint are hidden by TensorBoard, so curves do not double
+            back (those at step k were written before the checkpoint and are kept).
     """
 
     def __init__(self, log_dir: Path, hparams: Mapping[str, HParamValue], config_text: str,

@@ -49,7 +49,7 @@ from tensorboard.plugins.hparams.metadata import SESSION_END_INFO_TAG, SESSION_S
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from tensorboard.util import tensor_util
 
-from rlgumbel.config import option_name
+from rlgumbel.names import option_name
 
 DEFAULT_METRIC = "charts/eval_return_greedy"
 # Keys that say how a run was managed, not what was trained; with the seed, they never split groups.

@@ -1,0 +1,58 @@
+"""Shared fixtures: composing the shipped configs, running the real CLI, reading event files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from rlgumbel.config import register_resolvers
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO / "configs"
+TRAIN_SCRIPT = Path(sys.executable).with_name("rlgumbel-train")
+REPORT_SCRIPT = Path(sys.executable).with_name("rlgumbel-report")
+
+# A run small enough for a test: a few hundred env steps, two evaluation episodes.
+TINY = ["trainer.total_steps=400", "trainer.learning_starts=100", "trainer.eval_every=200",
+        "trainer.eval_episodes=2", "trainer.log_every=100", "trainer.checkpoint_every=200",
+        "trainer.batch_size=32", "trainer.progress=false"]
+
+
+@pytest.fixture
+def compose_config() -> Callable[..., DictConfig]:
+    """`compose_config(*overrides)`: the shipped config tree composed with Hydra's compose API."""
+    register_resolvers()
+
+    def make(*overrides: str) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name="train", overrides=list(overrides))
+
+    return make
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """`run_cli(*args, cwd=...)`: the installed `rlgumbel-train` as a subprocess."""
+
+    def run(*args: str, cwd: Path, script: Path = TRAIN_SCRIPT, timeout: float = 300) -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        return subprocess.run([str(script), *args], cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout, env=env)
+
+    return run
+
+
+def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar tag of a run's `tb/` folder: tag → [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}

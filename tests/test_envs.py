@@ -1,0 +1,96 @@
+"""Environments: registry and space checks, one-hot observations, and the transitions the
+trainer stores around episode ends (next-step autoreset; truncation is not termination)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from rlgumbel.envs import EnvConfigError, env_shape, make_vector_env
+
+COUNTER_ID = "rlgumbel-test/Counter-v0"
+
+
+class CounterEnv(gym.Env):
+    """Observation [episode id, time step]. An episode of even id terminates after 3 steps; one
+    of odd id runs into the time limit (5 steps, truncation). Reward = the time step reached."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.episode, self.t = -1, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode, self.t = self.episode + 1, 0
+        return np.array([self.episode, 0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        terminated = self.episode % 2 == 0 and self.t == 3
+        return np.array([self.episode, self.t], np.float32), float(self.t), terminated, False, {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def counter_env():
+    gym.register(COUNTER_ID, entry_point=CounterEnv, max_episode_steps=5)
+    yield
+    gym.registry.pop(COUNTER_ID)
+
+
+def test_unknown_id_is_refused_with_the_key():
+    with pytest.raises(EnvConfigError, match="env.id='NoSuchEnv-v9'"):
+        make_vector_env("NoSuchEnv-v9", 1)
+
+
+def test_continuous_action_space_is_refused_before_training():
+    with pytest.raises(EnvConfigError, match="Discrete action space"):
+        make_vector_env("Pendulum-v1", 1)
+
+
+@pytest.mark.parametrize("num_envs", [0, -1, 1.5, True])
+def test_bad_num_envs_is_refused(num_envs):
+    with pytest.raises(EnvConfigError, match="env.num_envs"):
+        make_vector_env("CartPole-v1", num_envs)
+
+
+def test_discrete_observations_become_one_hot():
+    envs = make_vector_env("Taxi-v4", 3)
+    obs, _ = envs.reset(seed=0)
+    assert env_shape(envs).obs_dim == 500 and env_shape(envs).num_actions == 6
+    assert obs.shape == (3, 500) and np.array_equal(obs.sum(1), np.ones(3)) and set(np.unique(obs)) == {0, 1}
+
+
+def test_stored_transitions_never_straddle_episodes(compose_config, tmp_path: Path):
+    from rlgumbel.config import build_trainer
+
+    cfg = compose_config(f"env.id={COUNTER_ID}", "env.num_envs=3", "trainer.total_steps=90",
+                         "trainer.learning_starts=90", "trainer.eval_episodes=1", "trainer.progress=false")
+    trainer = build_trainer(cfg, tmp_path)
+    while trainer.step < 90:
+        trainer._collect()
+    buffer = trainer.buffer
+    obs, next_obs = buffer.obs[: buffer.size], buffer.next_obs[: buffer.size]
+    # every stored transition stays inside one episode and advances its clock by one
+    assert torch.equal(next_obs[:, 0], obs[:, 0]) and torch.equal(next_obs[:, 1], obs[:, 1] + 1)
+    # terminal flags only where the env terminated (even episodes at t=3), never at the time
+    # limit (odd episodes at t=5), whose value the critic must bootstrap
+    even = obs[:, 0] % 2 == 0
+    expected = (even & (next_obs[:, 1] == 3)).float()
+    assert torch.equal(buffer.terminated[: buffer.size], expected)
+    assert ((~even) & (next_obs[:, 1] == 5)).any(), "no truncated episode was seen"
+    assert (expected == 1).any(), "no terminated episode was seen"
+    # 30 vector steps of 3 copies: all real transitions kept (each ended episode costs one
+    # reset step per copy, which is dropped)
+    assert buffer.size == 90 - _dropped(trainer)
+    trainer.logger.close(None)
+
+
+def _dropped(trainer) -> int:
+    """Reset steps taken by the copies: one per finished episode."""
+    return sum(int(env.unwrapped.episode) for env in trainer.envs.unwrapped.envs)
