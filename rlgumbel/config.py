@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -20,7 +21,7 @@ from rlgumbel.trainer import Trainer, TrainerSettings
 
 ENV_KEYS = {"id", "num_envs", "solved_return", "kwargs"}
 # Keys that may differ between a run and its resumption.
-RESUME_FREE_KEYS = {"resume"}
+RESUME_FREE_KEYS = {"resume", "trainer.total_steps", "trainer.progress"}
 
 
 class ConfigError(ValueError):
@@ -30,9 +31,42 @@ class ConfigError(ValueError):
 def register_resolvers() -> None:
     """Resolvers the config tree uses: `resume` decides where a run's output goes."""
     if not OmegaConf.has_resolver("rlgumbel.run_dir"):
-        OmegaConf.register_new_resolver("rlgumbel.run_dir", lambda resume, fresh: resume or fresh)
-        OmegaConf.register_new_resolver("rlgumbel.output_subdir", lambda resume: None if resume else ".hydra")
+        OmegaConf.register_new_resolver("rlgumbel.run_dir", lambda resume, fresh: _resume_path(resume) or fresh)
+        OmegaConf.register_new_resolver("rlgumbel.output_subdir",
+                                        lambda resume: None if _resume_path(resume) else ".hydra")
         OmegaConf.register_new_resolver("rlgumbel.run_name", run_name)
+
+
+def _resume_path(resume: Any) -> str | None:
+    """The run folder `resume=<run dir>` names; None for `resume=null|false|true`."""
+    if resume is None or isinstance(resume, bool) or str(resume).lower() in ("true", "false", "none", "null", ""):
+        return None
+    return str(resume)
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Keys whose values differ between two plain config dicts, as `key: saved → current`,
+    leaving out the keys a resumed run may change (RESUME_FREE_KEYS)."""
+    differences = []
+    for key in sorted(set(saved) | set(current)):
+        path = f"{prefix}{key}"
+        if path in RESUME_FREE_KEYS:
+            continue
+        old, new = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += config_differences(old, new, f"{path}.")
+        elif old != new:
+            differences.append(f"{path}: {old!r} → {new!r}")
+    return differences
+
+
+def check_resumable(checkpoint: dict[str, Any], cfg: DictConfig, run_dir: Path) -> None:
+    """Raise `ConfigError` if `checkpoint` was made with a config other than `cfg`."""
+    current = OmegaConf.to_container(cfg, resolve=True)
+    differences = config_differences(checkpoint["config"], current)
+    if differences:
+        raise ConfigError(f"resume: the checkpoint in {run_dir} was made with another config; "
+                          f"keys that differ: {'; '.join(differences)}")
 
 
 def _instantiate(key: str, node: DictConfig, **build_kwargs: Any) -> Any:
@@ -138,7 +172,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     logger = Logger(run_dir / "tb", hparams(cfg), OmegaConf.to_yaml(cfg, resolve=True),
                     purge_step=None if checkpoint is None else checkpoint["step"] + 1)
     trainer = Trainer(settings, envs, eval_envs, agent, temperature, buffer, logger, run_dir, cfg.seed,
-                      solved_return=None if solved is None or math.isnan(solved) else float(solved))
+                      solved_return=None if solved is None or math.isnan(solved) else float(solved),
+                      config=OmegaConf.to_container(cfg, resolve=True))
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
     return trainer
@@ -150,3 +185,32 @@ def load_run_config(run_dir: Path) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"resume={run_dir}: no run there ({path} does not exist)")
     return OmegaConf.load(path)
+
+
+def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Path | None]:
+    """The config to run and the folder to continue, for `cfg.resume`.
+
+    `resume=<run dir>`: that run's saved config, with the command line's `key=value`
+    overrides applied on top (e.g. a larger `trainer.total_steps`). `resume=true`: the
+    composed config itself, continuing its own output folder if that holds a checkpoint
+    (what a requeued cluster job does). Otherwise: `cfg`, no folder.
+    """
+    path = _resume_path(cfg.get("resume"))
+    if path is None:
+        return cfg, None
+    saved = load_run_config(Path(path))
+    for override in overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        if key == "resume":
+            continue
+        if isinstance(OmegaConf.select(saved, key, default=None), DictConfig):
+            raise ConfigError(f"resume={path}: `{override}` would replace the config group `{key}`; "
+                              "a resumed run keeps its own")
+        OmegaConf.update(saved, key, yaml_value(value), force_add=True)
+    saved.resume = path
+    return saved, Path(path)
+
+
+def yaml_value(text: str) -> Any:
+    """A command-line value as YAML reads it (`3` → 3, `true` → True, `[64,64]` → list)."""
+    return yaml.safe_load(text) if text else None

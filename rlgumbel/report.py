@@ -295,11 +295,16 @@ def read_events(tb_dir: Path) -> EventData:
     return EventData(scalars, status)
 
 
+FAILURE_FILE = "error.txt"  # written by rlgumbel-train into a run folder whose run failed
+
+
 def load_run(run_dir: Path, sweep_dir: Path) -> Run:
-    """Read one run folder: its config and its event files."""
+    """Read one run folder: its config and its event files. A run that left an `error.txt`
+    failed, even if it failed before writing any event."""
     events = read_events(run_dir / "tb")
     name = run_dir.relative_to(sweep_dir).as_posix() if run_dir != sweep_dir else run_dir.name
-    return Run(run_dir, name, read_config(run_dir), events.status, events.scalars)
+    status = FAILED if (run_dir / FAILURE_FILE).is_file() else events.status
+    return Run(run_dir, name, read_config(run_dir), status, events.scalars)
 
 
 def load_sweep(sweep_dir: Path) -> list[Run]:

@@ -38,11 +38,12 @@ class TrainerSettings:
     eval_episodes: int
     log_every: int
     checkpoint_every: int
+    keep_checkpoints: int = 3
     progress: bool = True
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "update_every", "updates_per_round", "batch_size", "buffer_size",
-                     "eval_every", "eval_episodes", "log_every", "checkpoint_every"):
+                     "eval_every", "eval_episodes", "log_every", "checkpoint_every", "keep_checkpoints"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"trainer.{name} must be a whole number > 0, got {value!r}")
@@ -97,14 +98,18 @@ class Trainer:
         run_dir: the run's folder; checkpoints go to `run_dir / "checkpoints"`.
         seed: seeds the env resets and the run's generator.
         solved_return: greedy eval return that counts as solving the env (for the summary).
+        config: the run's resolved config as a plain dict, stored in checkpoints so that a
+            resume can tell whether it continues the same experiment.
     """
 
     def __init__(self, settings: TrainerSettings, envs: gym.vector.VectorEnv, eval_envs: gym.vector.VectorEnv,
                  agent: ActorCritic, temperature: Schedule, buffer: ReplayBuffer, logger: Logger,
-                 run_dir: Path, seed: int, solved_return: float | None = None) -> None:
+                 run_dir: Path, seed: int, solved_return: float | None = None,
+                 config: dict[str, Any] | None = None) -> None:
         self.settings, self.envs, self.eval_envs = settings, envs, eval_envs
         self.agent, self.temperature, self.buffer, self.logger = agent, temperature, buffer, logger
         self.run_dir, self.seed, self.solved_return = run_dir, seed, solved_return
+        self.config = config or {}
         self.generator = torch.Generator().manual_seed(seed)
         self.eval_generator = torch.Generator().manual_seed(seed + 1)
         self.num_actions = int(envs.single_action_space.n)
@@ -208,13 +213,13 @@ class Trainer:
         self.logger.scalars({**self.metrics, **policy, **perf}, self.step)
 
     def _checkpoint(self) -> None:
-        save_checkpoint(self.run_dir / "checkpoints", self.step, self.state_dict())
+        save_checkpoint(self.run_dir / "checkpoints", self.step, self.state_dict(), keep=self.settings.keep_checkpoints)
         self.logger.flush()
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the run exactly."""
         return {
-            "step": self.step, "agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
+            "config": self.config, "step": self.step, "agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
             "generator": self.generator.get_state(), "eval_generator": self.eval_generator.get_state(),
             "obs": self.obs, "autoreset": self.autoreset, "evaluations": self.evaluations,
             "first_solved_step": self.first_solved_step, "wall_seconds": self.wall_seconds,

@@ -5,18 +5,25 @@ from __future__ import annotations
 import shutil
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig
 
-from rlgumbel.checkpoint import load_latest_checkpoint
-from rlgumbel.config import ConfigError, build_trainer, load_run_config, register_resolvers
+from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint
+from rlgumbel.config import ConfigError, build_trainer, check_resumable, register_resolvers, resume_config
+from rlgumbel.report import FAILURE_FILE
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 
 register_resolvers()
+
+
+class RunFailed(RuntimeError):
+    """A run of a sweep that could not train; the sweep goes on with the other runs."""
 
 
 def _summary_lines(summary: dict, run_dir: Path) -> list[str]:
@@ -31,23 +38,31 @@ def _summary_lines(summary: dict, run_dir: Path) -> list[str]:
     ]
 
 
-def _discard_empty_run(run_dir: Path) -> None:
-    """Remove a run folder that holds nothing but Hydra's own files (a run that never started)."""
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra"}:
-        shutil.rmtree(run_dir)
-
-
-def train(cfg: DictConfig, run_dir: Path) -> int:
-    """Train one run in `run_dir` (or continue `cfg.resume`); returns the process exit code."""
-    checkpoint = None
-    if cfg.resume:
-        run_dir = Path(cfg.resume)
-        saved = load_run_config(run_dir)
+def _load_checkpoint(run_dir: Path) -> dict:
+    try:
         checkpoint, path, notes = load_latest_checkpoint(run_dir / "checkpoints")
-        for note in notes:
-            print(f"warning: {note}", file=sys.stderr)
-        print(f"resuming {run_dir} from {path.name} (env step {checkpoint['step']})", file=sys.stderr)
-        cfg = saved
+    except FileNotFoundError:
+        raise ConfigError(f"resume={run_dir}: no checkpoint to continue from in {run_dir / 'checkpoints'}") from None
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    print(f"resuming {run_dir} from {path.name} (env step {checkpoint['step']})", file=sys.stderr)
+    return checkpoint
+
+
+def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> int:
+    """Train one run in `run_dir`, or continue one (`resume=`); returns the exit code.
+
+    Args:
+        cfg: the composed config.
+        run_dir: Hydra's output folder for this job.
+        overrides: the command line's overrides (applied to a resumed run's own config).
+    """
+    cfg, resume_dir = resume_config(cfg, overrides)
+    run_dir = resume_dir or run_dir
+    checkpoint = None
+    if resume_dir is not None or (cfg.get("resume") is True and list_checkpoints(run_dir / "checkpoints")):
+        checkpoint = _load_checkpoint(run_dir)
+        check_resumable(checkpoint, cfg, run_dir)
     trainer = build_trainer(cfg, run_dir, checkpoint)
     summary = trainer.run()
     print("\n".join(_summary_lines(summary, run_dir)))
@@ -58,22 +73,63 @@ def train(cfg: DictConfig, run_dir: Path) -> int:
     return 0
 
 
+def _discard_empty_run(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but Hydra's own files (a run that never started);
+    a folder with event files or checkpoints is never touched."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra"}:
+        shutil.rmtree(run_dir)
+
+
+def _record_failure(run_dir: Path, text: str) -> None:
+    if run_dir.is_dir():
+        (run_dir / FAILURE_FILE).write_text(text)
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_config = HydraConfig.get()
+    run_dir = Path(hydra_config.runtime.output_dir)
+    in_sweep = hydra_config.mode == RunMode.MULTIRUN
     try:
-        code = train(cfg, run_dir)
-    except (ConfigError, FileNotFoundError) as error:
-        if not cfg.resume:
-            _discard_empty_run(run_dir)
-        print(f"error: {error}", file=sys.stderr)
-        code = 2
+        code = train(cfg, run_dir, list(hydra_config.overrides.task))
+    except ConfigError as error:
+        message = f"error: {error}"
+        print(message, file=sys.stderr)
+        if in_sweep:  # keep the folder, so that the sweep's report lists the failure
+            _record_failure(run_dir, message + "\n")
+            raise RunFailed(message) from None
+        _discard_empty_run(run_dir)
+        sys.exit(2)
+    except Exception:
+        _record_failure(run_dir, traceback.format_exc())
+        raise
     if code:
         sys.exit(code)
 
 
+GROUPS = ("env", "selector", "schedule", "agent")
+
+
+def unknown_group_option(argv: list[str]) -> str | None:
+    """A one-line error for `group=option` arguments naming no YAML in configs/<group>/."""
+    for argument in argv:
+        key, separator, value = argument.partition("=")
+        group = key.lstrip("+~")
+        if not separator or group not in GROUPS or any(c in value for c in "()[]*"):
+            continue
+        allowed = sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+        for option in value.split(","):
+            if option not in allowed:
+                return f"error: {group}={option} is not an option of {group}; allowed: {', '.join(allowed)}"
+    return None
+
+
 def main() -> None:
     """Console entry point."""
+    message = unknown_group_option(sys.argv[1:])
+    if message:
+        print(message, file=sys.stderr)
+        sys.exit(2)
     _hydra_main()
 
 
