@@ -10,8 +10,10 @@ from typing import Callable
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from rlgumbel.cli import train as train_cli
 from rlgumbel.config import register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +47,25 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess]:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         return subprocess.run([str(script), *args], cwd=cwd, capture_output=True, text=True,
                               timeout=timeout, env=env)
+
+    return run
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys, tmp_path: Path):
+    """`cli(*args) -> (exit code, stdout, stderr)`: `rlgumbel-train` run in this process."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["rlgumbel-train", *args])
+        GlobalHydra.instance().clear()
+        try:
+            train_cli.main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
 
     return run
 

@@ -5,35 +5,13 @@ older one; a failing job does not stop a sweep."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
 
 from conftest import TINY
 from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
-from rlgumbel.cli import train as train_cli
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys, tmp_path: Path):
-    """`cli(*args) -> (exit code, stdout, stderr)`: `rlgumbel-train` run in this process."""
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["rlgumbel-train", *args])
-        GlobalHydra.instance().clear()
-        try:
-            train_cli.main()
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 BAD_INPUT = [

@@ -1,0 +1,91 @@
+"""Tests of the actor-critic's optional learning-rule features: automatic entropy tuning and
+delayed actor updates (validation, direction of the α update, the delay, checkpoint round trip)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rlgumbel.agents import ActorCritic
+from rlgumbel.buffer import Batch
+from rlgumbel.selectors import GumbelSoftmaxSelector
+
+OBS_DIM, NUM_ACTIONS, BATCH = 4, 2, 32
+
+
+def make_agent(**kwargs) -> ActorCritic:
+    torch.manual_seed(0)
+    return ActorCritic(OBS_DIM, NUM_ACTIONS, GumbelSoftmaxSelector(), actor={"hidden_sizes": [16]},
+                       critic={"hidden_sizes": [16]}, **kwargs)
+
+
+def make_batch(seed: int = 0) -> Batch:
+    generator = torch.Generator().manual_seed(seed)
+    return Batch(obs=torch.randn(BATCH, OBS_DIM, generator=generator),
+                 action=torch.randint(NUM_ACTIONS, (BATCH,), generator=generator),
+                 reward=torch.ones(BATCH), next_obs=torch.randn(BATCH, OBS_DIM, generator=generator),
+                 terminated=torch.zeros(BATCH))
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"target_entropy_fraction": 1.0, "entropy_coef": 0.1}, "agent.target_entropy_fraction"),
+    ({"target_entropy_fraction": -0.1, "entropy_coef": 0.1}, "agent.target_entropy_fraction"),
+    ({"target_entropy_fraction": 0.3, "entropy_coef": 0.0}, "agent.entropy_coef"),
+    ({"entropy_lr": 0.0}, "agent.entropy_lr"),
+    ({"actor_update_every": 0}, "agent.actor_update_every"),
+    ({"actor_update_every": 1.5}, "agent.actor_update_every"),
+    ({"actor_update_every": True}, "agent.actor_update_every"),
+])
+def test_bad_values_name_their_key(kwargs, key):
+    with pytest.raises(ValueError, match=key):
+        make_agent(**kwargs)
+
+
+@pytest.mark.parametrize("fraction, grows", [(0.99, True), (0.0, False)])
+def test_entropy_coef_moves_towards_the_target(fraction, grows):
+    # A fresh policy's entropy lies strictly between 0 and log 2: a target near the maximum
+    # must raise α, a target of 0 must lower it.
+    agent = make_agent(entropy_coef=0.1, target_entropy_fraction=fraction, entropy_lr=1e-2)
+    generator = torch.Generator().manual_seed(1)
+    for seed in range(5):
+        metrics = agent.update(make_batch(seed), 1.0, generator)
+    assert 0.0 < float(metrics["policy/entropy"]) < math.log(NUM_ACTIONS)
+    assert (float(metrics["policy/entropy_coef"]) > 0.1) == grows
+
+
+def test_fixed_entropy_coef_stays_fixed():
+    agent = make_agent(entropy_coef=0.05)
+    metrics = agent.update(make_batch(), 1.0, torch.Generator().manual_seed(1))
+    assert float(metrics["policy/entropy_coef"]) == pytest.approx(0.05)
+    assert agent.log_entropy_coef is None
+
+
+def test_actor_steps_only_every_nth_update():
+    agent = make_agent(actor_update_every=3)
+    generator = torch.Generator().manual_seed(1)
+    changed = []
+    for seed in range(6):
+        before = [p.detach().clone() for p in agent.actor.parameters()]
+        agent.update(make_batch(seed), 1.0, generator)
+        changed.append(any(not torch.equal(b, p) for b, p in zip(before, agent.actor.parameters())))
+    assert changed == [True, False, False, True, False, False]
+
+
+def test_state_dict_round_trip_continues_identically():
+    kwargs = {"entropy_coef": 0.1, "target_entropy_fraction": 0.5, "entropy_lr": 1e-2, "actor_update_every": 2}
+    agent = make_agent(**kwargs)
+    generator = torch.Generator().manual_seed(1)
+    for seed in range(3):
+        agent.update(make_batch(seed), 1.0, generator)
+    restored = make_agent(**kwargs)
+    restored.load_state_dict(agent.state_dict())
+    state = generator.get_state()
+    expected = agent.update(make_batch(7), 1.0, generator)
+    generator.set_state(state)
+    got = restored.update(make_batch(7), 1.0, generator)
+    assert float(got["policy/entropy_coef"]) == float(expected["policy/entropy_coef"])
+    assert torch.equal(got["losses/critic"], expected["losses/critic"])
+    for a, b in zip(agent.actor.parameters(), restored.actor.parameters()):
+        assert torch.equal(a, b)

@@ -1,0 +1,62 @@
+"""The README's examples are real: every command line composes and builds with the shipped
+configs, the error it shows is the one printed, and the make targets exist."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, TINY
+from rlgumbel.config import build_trainer
+
+README = (REPO / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
+
+
+def _commands(program: str) -> list[list[str]]:
+    lines = [line for lang, body in BLOCKS if lang == "bash" for line in body.splitlines()]
+    return [shlex.split(line.split("#")[0])[1:] for line in lines
+            if line.split(" ")[0].endswith(program)]
+
+
+def _first_of_each_sweep(arguments: list[str]) -> list[str]:
+    """A multirun's arguments with every comma list cut to its first value (one job of it)."""
+    return [a.split("=", 1)[0] + "=" + a.split("=", 1)[1].split(",")[0] if "=" in a else a
+            for a in arguments if a != "-m"]
+
+
+TRAIN_COMMANDS = [c for c in _commands("rlgumbel-train") if not any(a.startswith("resume=") for a in c)]
+
+
+def test_readme_shows_the_two_commands():
+    assert "make train" in README and "make test" in README
+
+
+@pytest.mark.parametrize("arguments", TRAIN_COMMANDS, ids=[" ".join(c) for c in TRAIN_COMMANDS])
+def test_every_train_command_composes_and_builds(arguments, compose_config, tmp_path: Path):
+    overrides = [a for a in _first_of_each_sweep(arguments) if not a.startswith("hydra")]
+    trainer = build_trainer(compose_config(*overrides, *TINY), tmp_path)
+    trainer.logger.close(None)
+
+
+def test_resume_commands_match_what_an_interrupted_run_prints():
+    resume_lines = [c for c in _commands("rlgumbel-train") if any(a.startswith("resume=") for a in c)]
+    assert resume_lines
+    assert all(c[0].startswith("resume=runs/") for c in resume_lines)
+
+
+def test_the_error_example_is_what_the_cli_prints(cli, tmp_path: Path):
+    example = next(body for lang, body in BLOCKS if lang == "text" and body.startswith("$ rlgumbel-train"))
+    command, expected = example.strip().splitlines()
+    code, _, err = cli(*shlex.split(command)[2:], f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 2 and err.strip() == expected
+
+
+@pytest.mark.parametrize("target", ["train", "test", "test-slow", "bench", "setup"])
+def test_make_targets_exist(target):
+    result = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
