@@ -120,6 +120,7 @@ def hparams(cfg: DictConfig) -> dict[str, float | int | str | bool]:
     return {
         "selector": option_name(cfg.selector._target_),
         "selector_hard": bool(cfg.selector.get("hard", False)),
+        "selector_samples": int(cfg.selector.get("samples", 1)),
         "schedule": option_name(schedule._target_),
         "temperature_start": float(schedule.start),
         "temperature_end": float(schedule.get("end", schedule.start)),
@@ -158,6 +159,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     env = env_settings(cfg)
     temperature = build_temperature(cfg)
     selector = _instantiate("selector", cfg.selector)
+    low, _ = temperature.bounds()
+    if low < selector.min_temperature:
+        raise ConfigError(f"selector={option_name(cfg.selector._target_)} needs temperatures >= "
+                          f"{selector.min_temperature}, but the schedule reaches {low} "
+                          "(check schedule.start and schedule.end)")
     try:
         envs = make_vector_env(env["id"], env["num_envs"], env.get("kwargs"))
         eval_envs = make_vector_env(env["id"], settings.eval_episodes, env.get("kwargs"))

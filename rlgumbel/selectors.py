@@ -80,7 +80,6 @@ class ActionValue(Protocol):
 
 
 _TINY = {dtype: torch.finfo(dtype).tiny for dtype in (torch.float32, torch.float64)}
-_LARGEST = {dtype: torch.finfo(dtype).max for dtype in (torch.float32, torch.float64)}
 
 
 def _log_exponential(shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype,
@@ -195,7 +194,15 @@ def _check_temperature(temperature: float) -> None:
 
 
 class ActionSelector:
-    """Base class: turns logits into a `Selection`; pathwise actor objective by default."""
+    """Base class: turns logits into a `Selection`; pathwise actor objective by default.
+
+    Attributes:
+        min_temperature: the smallest temperature `select` accepts (inclusive); 0.0 means any
+            temperature > 0. A class attribute, so a config layer can compare it with the
+            temperature schedule's lowest value (`schedule.bounds()[0]`) before training.
+    """
+
+    min_temperature: float = 0.0
 
     def select(self, logits: Tensor, temperature: float,
                generator: torch.Generator | None) -> Selection:
@@ -312,15 +319,191 @@ class GumbelSoftmaxSelector(ActionSelector):
                generator: torch.Generator | None) -> Selection:
         _check_temperature(temperature)
         perturbed = perturbed_logits(logits, generator)
-        scaled = perturbed / temperature
-        # Huge logits over a tiny temperature would overflow to +inf and softmax would give
-        # NaN: cap at the largest finite value (−inf, a masked action, stays). The cap acts on
-        # the detached storage, so it adds no backward pass (where it acts the gradient is 0
-        # anyway); neither the division nor the softmax saves this tensor for backward.
-        scaled.detach().clamp_(max=_LARGEST[scaled.dtype])
-        relaxed = torch.softmax(scaled, dim=-1).to(logits.dtype)
+        relaxed = torch.softmax(perturbed / temperature, dim=-1)
+        if relaxed.isnan().any():
+            # |logits| / temperature left the float range (a row overflowed to +inf or all of
+            # it to −inf): shift each row by its maximum first. Rare, so the common path
+            # skips the per-row reduction.
+            relaxed = tempered_softmax(perturbed, temperature)
+        relaxed = relaxed.to(logits.dtype)
         if not self.hard:
             return Selection(logits, relaxed, scores=perturbed)
         env_action = perturbed.detach().argmax(-1, keepdim=True)
         hard = torch.zeros_like(relaxed).scatter_(-1, env_action, 1.0)
         return Selection(logits, straight_through(hard, relaxed), env_action=env_action.squeeze(-1))
+
+
+def _one_hot(env_action: Tensor, like: Tensor) -> Tensor:
+    """One-hot rows [B, A] of `env_action` [B], with the dtype and device of `like` [B, A]."""
+    return torch.zeros_like(like).scatter_(-1, env_action.unsqueeze(-1), 1.0)
+
+
+class StraightThroughSelector(ActionSelector):
+    """Sampled actions with the straight-through gradient (Bengio et al. 2013).
+
+    Forward: one-hot of `D ~ Categorical(softmax(logits))` (drawn by Gumbel-max). Backward: the
+    gradient of `softmax(logits / temperature)`; no Gumbel noise enters the backward pass, which
+    is therefore deterministic given the logits. Unlike `argmax`, the env action is a sample.
+    """
+
+    def select(self, logits: Tensor, temperature: float,
+               generator: torch.Generator | None) -> Selection:
+        _check_temperature(temperature)
+        env_action = gumbel_max_sample(logits, generator)
+        action = straight_through(_one_hot(env_action, logits), tempered_softmax(logits, temperature))
+        return Selection(logits, action, env_action=env_action)
+
+
+def conditional_perturbed_logits(logits: Tensor, env_action: Tensor, samples: int,
+                                 generator: torch.Generator | None) -> Tensor:
+    """Draws of `z = logits + g`, g i.i.d. standard Gumbel, conditioned on `argmax z = env_action`.
+
+    Top-down construction (Maddison et al. 2014, A* sampling; Paulus et al. 2021, Gumbel-Rao).
+    Write z_i = θ_i + g_i ~ Gumbel(θ_i), θ = logits, L = logsumexp(θ).
+      1. The maximum M = max_i z_i is Gumbel(L): P(M <= m) = Π_i exp(−e^{−(m−θ_i)}) = exp(−e^{−(m−L)}).
+      2. The argmax is independent of M: P(argmax = D, M <= m) = softmax(θ)_D · P(M <= m)
+         (the Gumbel-max proof run with an upper limit m). So given D, z_D = M ~ Gumbel(L),
+         drawn as T = L + g_0 with g_0 standard Gumbel.
+      3. Given D and z_D = T, the joint density Π_i f_i(z_i) restricted to {z_i < T, i ≠ D}
+         factorises: the other z_i are independent Gumbel(θ_i) truncated to (−∞, T].
+         Their CDF is F(z) = exp(−e^{θ_i−z}) / exp(−e^{θ_i−T}); inverting it with an
+         untruncated draw θ_i + g_i, whose e^{−(θ_i+g_i)} is Exponential(1)·e^{−θ_i}:
+             z_i = −log(e^{−T} + e^{−(θ_i + g_i)}) = −logaddexp(−T, −(θ_i + g_i)),
+         since P(z_i <= x) = P(e^{−(θ_i+g_i)} >= e^{−x} − e^{−T}) = exp(−e^{θ_i}(e^{−x} − e^{−T})).
+    In floating point z_i can round up to T when θ_i + g_i ≫ T (probability ~e^{−17} in
+    float32); such values are lowered to the next float below T, so the argmax is always D.
+    A masked action (θ_i = −inf) gets z_i = −inf.
+
+    Args:
+        logits: [B, A]; −inf marks a masked action. Not differentiated through.
+        env_action: [B] int64, an unmasked action per row (the conditioning event).
+        samples: K, the number of conditional draws per row.
+    Returns:
+        [K, B, A] detached, in float32 (float64 for float64 logits).
+    """
+    theta = logits.detach()
+    if theta.dtype not in _TINY:
+        theta = theta.float()
+    batch, num_actions = theta.shape
+    shape = (samples, batch, num_actions)
+    top = theta.logsumexp(-1, keepdim=True) + gumbel_noise(torch.Size((samples, batch, 1)), generator,
+                                                            theta.dtype, theta.device)
+    unconditional = theta - _log_exponential(torch.Size(shape), generator, theta.dtype, theta.device)
+    below = -torch.logaddexp(-top, -unconditional)
+    below = torch.minimum(below, top.nextafter(torch.full_like(top, -math.inf)))
+    index = env_action.view(1, batch, 1).expand(samples, batch, 1)
+    return below.scatter_(-1, index, top)
+
+
+class GumbelRaoSelector(ActionSelector):
+    """Gumbel-Rao Monte Carlo (Paulus, Maddison & Krause, ICLR 2021).
+
+    Forward: one-hot of `D ~ Categorical(softmax(logits))`. Backward: the straight-through
+    Gumbel-softmax gradient averaged over K Gumbel draws conditioned on `argmax(logits + g) = D`,
+    i.e. the gradient of `mean_k softmax((logits + g_k) / temperature)` with each g_k held fixed.
+    This is the Rao-Blackwellisation of straight-through Gumbel-softmax: the same expectation,
+    and a variance that falls towards Var(E[· | D]) as K grows. K = 1 is distributed exactly like
+    straight-through Gumbel-softmax.
+
+    Args:
+        samples: K >= 1, conditional Gumbel draws per state.
+    """
+
+    def __init__(self, samples: int = 10) -> None:
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"selector.samples must be a whole number >= 1, got {samples!r}")
+        self.samples = samples
+
+    def select(self, logits: Tensor, temperature: float,
+               generator: torch.Generator | None) -> Selection:
+        _check_temperature(temperature)
+        env_action = gumbel_max_sample(logits, generator)
+        hard = _one_hot(env_action, logits)
+        if not (torch.is_grad_enabled() and logits.requires_grad):
+            # The K conditional draws only shape the backward pass: skip them when there is
+            # none (rollouts, critic targets). The forward value is the same one-hot.
+            return Selection(logits, hard, env_action=env_action)
+        work = logits if logits.dtype in _TINY else logits.float()
+        perturbed = conditional_perturbed_logits(work, env_action, self.samples, generator)
+        # The noise g_k = z_k − θ, held fixed; 0 at masked actions, where z − θ is −inf − (−inf).
+        masked = torch.isneginf(work.detach())
+        noise = torch.where(masked, 0.0, perturbed - work.detach())
+        relaxed = tempered_softmax(work + noise, temperature).mean(0).to(logits.dtype)
+        return Selection(logits, straight_through(hard, relaxed), env_action=env_action)
+
+
+class _ReinMax(torch.autograd.Function):
+    """Forward the one-hot sample; backward the ReinMax gradient (Liu et al. 2023, Algorithm 2).
+
+    With π0 = softmax(θ), π_D = (softmax(θ/τ) + one_hot(D)) / 2 and J(π) = diag(π) − π πᵀ,
+    the gradient with respect to θ of an upstream gradient u (∂loss/∂one_hot) is
+        2·J(π_D) u − ½·J(π0) u,
+    the Heun-method (second-order) correction of straight-through. J(π) u = π ⊙ (u − π·u) is 0
+    at masked actions (π = 0), so no NaN arises from −inf logits.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, hard: Tensor, temperature: float) -> Tensor:  # noqa: D102
+        work = logits if logits.dtype in _TINY else logits.float()
+        probs = torch.softmax(work, dim=-1)
+        shifted = 0.5 * (tempered_softmax(work, temperature) + hard.to(work.dtype))
+        ctx.save_for_backward(probs, shifted)
+        return hard
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
+        probs, shifted = ctx.saved_tensors
+        upstream = grad.to(probs.dtype)
+
+        def softmax_jacobian_times(pi: Tensor) -> Tensor:
+            return pi * (upstream - (pi * upstream).sum(-1, keepdim=True))
+
+        total = 2.0 * softmax_jacobian_times(shifted) - 0.5 * softmax_jacobian_times(probs)
+        return total.to(grad.dtype), None, None
+
+
+class ReinmaxSelector(ActionSelector):
+    """Sampled actions with the ReinMax gradient (Liu et al., NeurIPS 2023, "Bridging Discrete
+    and Backpropagation: Straight-Through and Beyond").
+
+    Forward: one-hot of `D ~ Categorical(softmax(logits))`. Backward: `2·J(π_D) − ½·J(π0)`
+    applied to the upstream gradient, with π0 = softmax(logits), π_D = (softmax(logits /
+    temperature) + one_hot(D)) / 2 and J(π) = diag(π) − π πᵀ (see `_ReinMax`). For a critic
+    linear in the action vector it is unbiased at temperature 1.
+
+    The method is defined for temperature >= 1 (the authors' package refuses smaller values):
+    `min_temperature = 1.0`, and `select` raises below it.
+    """
+
+    min_temperature = 1.0
+
+    def select(self, logits: Tensor, temperature: float,
+               generator: torch.Generator | None) -> Selection:
+        _check_temperature(temperature)
+        if not temperature >= self.min_temperature:
+            raise ValueError(f"selector=reinmax needs temperature >= {self.min_temperature} "
+                             f"(Liu et al. 2023), got {temperature!r}")
+        env_action = gumbel_max_sample(logits, generator)
+        action = _ReinMax.apply(logits, _one_hot(env_action, logits), temperature)
+        return Selection(logits, action, env_action=env_action)
+
+
+class ExpectedSelector(ActionSelector):
+    """Sampled env actions; the exact all-actions gradient ∇ Σ_a π(a|s) Q(s, a).
+
+    The actor's surrogate is `Σ_a softmax(logits)_a · Q(s, a)` with the critic's values held
+    fixed (detached): its gradient with respect to the logits is `π ⊙ (Q − π·Q)`, the exact
+    gradient of E_π[Q(s, a)] for the current critic, with zero variance (the "all-action" or
+    expected policy gradient; Sutton et al. 2001, Ciosek & Whiteson 2018). The temperature does
+    not enter. The action vector for critic targets is the one-hot of the env action.
+    """
+
+    def select(self, logits: Tensor, temperature: float,
+               generator: torch.Generator | None) -> Selection:
+        _check_temperature(temperature)
+        env_action = gumbel_max_sample(logits, generator)
+        return Selection(logits, _one_hot(env_action, logits), env_action=env_action)
+
+    def actor_objective(self, selection: Selection, critic: ActionValue) -> Tensor:
+        q_all = critic.all().detach()
+        return (selection.log_probs.exp() * q_all).sum(-1)

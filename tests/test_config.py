@@ -16,7 +16,8 @@ GROUPS = {group: sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
 def test_every_group_has_its_options():
-    assert GROUPS["selector"] == ["argmax", "gumbel_softmax", "sample"]
+    assert GROUPS["selector"] == ["argmax", "expected", "gumbel_rao", "gumbel_softmax", "reinmax", "sample",
+                                  "straight_through"]
     assert GROUPS["schedule"] == ["constant", "cosine", "exponential", "linear"]
     assert {"cartpole", "acrobot", "mountain_car", "lunar_lander", "taxi"} <= set(GROUPS["env"])
     assert GROUPS["agent"] == ["actor_critic"]
@@ -24,7 +25,9 @@ def test_every_group_has_its_options():
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, options in GROUPS.items() for o in options])
 def test_every_option_composes_and_builds(group, option, compose_config, tmp_path: Path):
-    cfg = compose_config(f"{group}={option}", *TINY)
+    # reinmax is meant for temperatures >= 1: pair it with a constant temperature of 1
+    schedule = ["schedule=constant"] if option == "reinmax" else []
+    cfg = compose_config(f"{group}={option}", *schedule, *TINY)
     trainer = build_trainer(cfg, tmp_path)
     try:
         if group in ("selector", "schedule"):
@@ -59,6 +62,8 @@ BAD = [
     (["selector=gumbel_softmax", "selector.hard=maybe"], "selector.hard"),
     (["selector=argmax", "selector.epsilon.start=2"], "selector.epsilon"),
     (["seed=-1"], "seed"),
+    (["selector=reinmax"], "selector=reinmax needs temperatures >= 1.0"),
+    (["selector=gumbel_rao", "selector.samples=0"], "selector.samples"),
 ]
 
 
