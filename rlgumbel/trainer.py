@@ -18,6 +18,7 @@ from tqdm import tqdm
 from rlgumbel.agents import ActorCritic
 from rlgumbel.buffer import ReplayBuffer
 from rlgumbel.checkpoint import save_checkpoint
+from rlgumbel.diagnostics import gradient_diagnostics
 from rlgumbel.envs import restore_vector_env_state, vector_env_state
 from rlgumbel.logger import Logger
 from rlgumbel.schedules import Schedule
@@ -40,15 +41,22 @@ class TrainerSettings:
     checkpoint_every: int
     keep_checkpoints: int = 3
     progress: bool = True
+    diagnostics: bool = False
+    diagnostics_every: int = 5000
+    diagnostics_samples: int = 32
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "update_every", "updates_per_round", "batch_size", "buffer_size",
-                     "eval_every", "eval_episodes", "log_every", "checkpoint_every", "keep_checkpoints"):
+                     "eval_every", "eval_episodes", "log_every", "checkpoint_every", "keep_checkpoints",
+                     "diagnostics_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"trainer.{name} must be a whole number > 0, got {value!r}")
         if isinstance(self.learning_starts, bool) or not isinstance(self.learning_starts, int) or self.learning_starts < 0:
             raise ValueError(f"trainer.learning_starts must be a whole number >= 0, got {self.learning_starts!r}")
+        if isinstance(self.diagnostics_samples, bool) or not isinstance(self.diagnostics_samples, int) \
+                or self.diagnostics_samples < 2:
+            raise ValueError(f"trainer.diagnostics_samples must be a whole number >= 2, got {self.diagnostics_samples!r}")
         if self.batch_size > self.buffer_size:
             raise ValueError(f"trainer.batch_size ({self.batch_size}) must not exceed trainer.buffer_size ({self.buffer_size})")
 
@@ -112,6 +120,8 @@ class Trainer:
         self.config = config or {}
         self.generator = torch.Generator().manual_seed(seed)
         self.eval_generator = torch.Generator().manual_seed(seed + 1)
+        # Diagnostics draw from their own generator: training is the same with them on or off.
+        self.diagnostics_generator = torch.Generator().manual_seed(seed + 2)
         self.num_actions = int(envs.single_action_space.n)
         self.step = 0
         self.evaluations: list[tuple[int, float, float]] = []  # (step, greedy, sampled)
@@ -130,8 +140,9 @@ class Trainer:
             The run's summary (final and best evaluations, first solved step, wall time).
         """
         s = self.settings
-        update, evaluate_now, log_now, checkpoint_now = (Every(s.update_every), Every(s.eval_every),
-                                                          Every(s.log_every), Every(s.checkpoint_every))
+        update, evaluate_now, log_now, checkpoint_now, diagnose = (
+            Every(s.update_every), Every(s.eval_every), Every(s.log_every), Every(s.checkpoint_every),
+            Every(s.diagnostics_every))
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         started, started_step = time.perf_counter(), self.step
         bar = tqdm(total=s.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
@@ -143,6 +154,8 @@ class Trainer:
                 self._collect()
                 if self.step >= s.learning_starts and update(before, self.step):
                     self._update()
+                    if s.diagnostics and diagnose(before, self.step):
+                        self._diagnose()
                 if evaluate_now(before, self.step) or self.step >= s.total_steps:
                     self._evaluate()
                     bar.set_postfix(eval_greedy=f"{self.evaluations[-1][1]:.1f}")
@@ -195,6 +208,14 @@ class Trainer:
             batch = self.buffer.sample(self.settings.batch_size, self.generator)
             self.metrics = self.agent.update(batch, temperature, self.generator)
 
+    def _diagnose(self) -> None:
+        """The actor gradient's bias and variance against the exact one, under `estimator/`."""
+        batch = self.buffer.sample(self.settings.batch_size, self.diagnostics_generator)
+        metrics = gradient_diagnostics(self.agent.actor, batch.obs, self.agent.critic.bind, self.agent.selector,
+                                       self.temperature(self.step), self.diagnostics_generator,
+                                       self.settings.diagnostics_samples)
+        self.logger.scalars(metrics, self.step)
+
     def _evaluate(self) -> None:
         eval_seed = self.seed + 1_000_000
         greedy = evaluate(self.agent, self.eval_envs, True, eval_seed, self.eval_generator).mean()
@@ -221,6 +242,7 @@ class Trainer:
         return {
             "config": self.config, "step": self.step, "agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
             "generator": self.generator.get_state(), "eval_generator": self.eval_generator.get_state(),
+            "diagnostics_generator": self.diagnostics_generator.get_state(),
             "obs": self.obs, "autoreset": self.autoreset, "evaluations": self.evaluations,
             "first_solved_step": self.first_solved_step, "wall_seconds": self.wall_seconds,
             "envs": vector_env_state(self.envs),
@@ -233,6 +255,7 @@ class Trainer:
         self.buffer.load_state_dict(state["buffer"])
         self.generator.set_state(state["generator"])
         self.eval_generator.set_state(state["eval_generator"])
+        self.diagnostics_generator.set_state(state["diagnostics_generator"])
         self.obs, self.autoreset = state["obs"], state["autoreset"]
         self.evaluations = list(state["evaluations"])
         self.first_solved_step = state["first_solved_step"]
