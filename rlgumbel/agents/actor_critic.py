@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -68,7 +69,13 @@ class ActorCritic:
         actor, critic: network settings (`ActorSettings`, `CriticSettings` keys).
         gamma: discount in [0, 1].
         target_update_rate: Polyak averaging rate of the target critics in (0, 1].
-        entropy_coef: α ≥ 0, weight of the entropy bonus.
+        entropy_coef: α ≥ 0, weight of the entropy bonus (its starting value if tuned).
+        target_entropy_fraction: None keeps α fixed; a number in [0, 1) tunes log α by Adam so
+            that the policy's entropy tracks this fraction of its maximum log(num_actions)
+            (automatic entropy adjustment, Haarnoja et al. 2018; Christodoulou 2019).
+        entropy_lr: Adam learning rate of log α when tuned (> 0).
+        actor_update_every: one actor (and α) step every this many critic steps (≥ 1; Fujimoto
+            et al. 2018 delay the actor so that it follows a critic that has caught up).
         critic_target: "expected" or "sampled".
         max_grad_norm: gradient clipping threshold for actor and critics (> 0).
         device: where networks live.
@@ -78,7 +85,8 @@ class ActorCritic:
                  actor: Mapping[str, Any] = (), critic: Mapping[str, Any] = (),
                  gamma: float = 0.99, target_update_rate: float = 0.005, entropy_coef: float = 0.0,
                  critic_target: str = "expected", max_grad_norm: float = 10.0,
-                 device: torch.device | str = "cpu") -> None:
+                 target_entropy_fraction: float | None = None, entropy_lr: float = 3e-4,
+                 actor_update_every: int = 1, device: torch.device | str = "cpu") -> None:
         actor_settings = _settings(ActorSettings, "actor", dict(actor))
         critic_settings = _settings(CriticSettings, "critic", dict(critic))
         if critic_settings.kind not in CRITICS:
@@ -89,8 +97,21 @@ class ActorCritic:
         self.target_update_rate = _check_range("target_update_rate", target_update_rate, 1e-8, 1.0)
         self.entropy_coef = _check_range("entropy_coef", entropy_coef, 0.0, float("inf"))
         self.max_grad_norm = _check_range("max_grad_norm", max_grad_norm, 1e-8, float("inf"))
+        if target_entropy_fraction is not None:
+            _check_range("target_entropy_fraction", target_entropy_fraction, 0.0, 1.0)
+            if not target_entropy_fraction < 1.0:
+                raise ValueError("agent.target_entropy_fraction must be below 1 (the uniform policy's "
+                                 f"entropy cannot be exceeded), got {target_entropy_fraction!r}")
+            if not self.entropy_coef > 0:
+                raise ValueError("agent.entropy_coef is the starting value of the tuned α when "
+                                 f"agent.target_entropy_fraction is set and must be > 0, got {entropy_coef!r}")
+        self.entropy_lr = _check_range("entropy_lr", entropy_lr, 1e-12, float("inf"))
+        if isinstance(actor_update_every, bool) or not isinstance(actor_update_every, int) or actor_update_every < 1:
+            raise ValueError(f"agent.actor_update_every must be a whole number >= 1, got {actor_update_every!r}")
+        self.actor_update_every = actor_update_every
         self.critic_target = critic_target
         self.selector = selector
+        self._updates = 0
 
         critic_cls = CRITICS[critic_settings.kind]
         self.actor = Actor(obs_dim, num_actions, actor_settings.hidden_sizes).to(device)
@@ -101,6 +122,16 @@ class ActorCritic:
         self._actor_params = list(self.actor.parameters())
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.target_critic.parameters())
+        # α as a tensor: a constant, or exp(log α) trained towards the target entropy.
+        self.target_entropy: float | None = None
+        self.log_entropy_coef: Tensor | None = None
+        self._entropy_coef = torch.tensor(self.entropy_coef, device=device)
+        if target_entropy_fraction is not None:
+            self.target_entropy = float(target_entropy_fraction) * math.log(num_actions)
+            self.log_entropy_coef = torch.tensor(math.log(self.entropy_coef), device=device, requires_grad=True)
+            self.entropy_optimizer = torch.optim.Adam([self.log_entropy_coef], lr=self.entropy_lr)
+        nan = torch.tensor(math.nan)
+        self._last_actor: tuple[Tensor, Tensor, Tensor] = (nan, nan, nan)  # loss, entropy, grad norm
 
     @torch.no_grad()
     def act(self, obs: Tensor, temperature: float, generator: torch.Generator | None, step: int) -> Tensor:
@@ -113,17 +144,22 @@ class ActorCritic:
         return self.actor(obs)
 
     def update(self, batch: Batch, temperature: float, generator: torch.Generator | None) -> dict[str, Tensor]:
-        """One critic and one actor step on a batch.
+        """One critic step on a batch, and one actor (and α) step every `actor_update_every` calls.
 
         Returns:
-            0-d detached tensors: losses/critic, losses/actor, policy/entropy, policy/grad_norm,
-            values/q_mean.
+            0-d detached tensors: losses/critic, losses/actor, policy/entropy, policy/grad_norm
+            (the last actor step's), values/q_mean, policy/entropy_coef.
         """
         critic_loss, q_mean = self._critic_step(batch, temperature, generator)
-        actor_loss, entropy, grad_norm = self._actor_step(batch.obs, temperature, generator)
+        if self._updates % self.actor_update_every == 0:
+            self._last_actor = self._actor_step(batch.obs, temperature, generator)
+        self._updates += 1
+        # Between actor steps, report the last one (kept in checkpoints, so a resume logs the same).
+        actor_loss, entropy, grad_norm = self._last_actor
         torch._foreach_lerp_(self._target_params, self._critic_params, self.target_update_rate)
         return {"losses/critic": critic_loss, "losses/actor": actor_loss, "policy/entropy": entropy,
-                "policy/grad_norm": grad_norm, "values/q_mean": q_mean}
+                "policy/grad_norm": grad_norm, "values/q_mean": q_mean,
+                "policy/entropy_coef": self._entropy_coef.clone()}
 
     def _critic_step(self, batch: Batch, temperature: float,
                      generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
@@ -134,7 +170,7 @@ class ActorCritic:
                 next_value = (next_selection.probs * target.all()).sum(-1)
             else:
                 next_value = target.of(next_selection.action)
-            next_value = next_value + self.entropy_coef * next_selection.entropy
+            next_value = next_value + self._entropy_coef * next_selection.entropy
             td_target = batch.reward + self.gamma * (1.0 - batch.terminated) * next_value
         taken = F.one_hot(batch.action, self.actor.num_actions).to(batch.obs.dtype)
         q_values = self.critic.values(batch.obs, taken)  # [E, B]
@@ -150,21 +186,31 @@ class ActorCritic:
         selection = self.selector.select(self.actor(obs), temperature, generator)
         critic = self.critic.bind(obs)
         objective = self.selector.actor_objective(selection, critic)
-        loss = -(objective + self.entropy_coef * selection.entropy).mean()
+        loss = -(objective + self._entropy_coef * selection.entropy).mean()
         # Gradients for the actor only: the critics are not trained by the actor's loss.
         grads = torch.autograd.grad(loss, self._actor_params)
         for param, grad in zip(self._actor_params, grads):
             param.grad = grad
         grad_norm = torch.nn.utils.clip_grad_norm_(self._actor_params, self.max_grad_norm)
         self.actor_optimizer.step()
-        return loss.detach(), selection.entropy.detach().mean(), grad_norm
+        entropy = selection.entropy.detach().mean()
+        if self.log_entropy_coef is not None:
+            # d/d(log α) of log α·(H − H_target): α grows while the entropy is below the target.
+            self.log_entropy_coef.grad = entropy - self.target_entropy
+            self.entropy_optimizer.step()
+            self._entropy_coef = self.log_entropy_coef.detach().exp()
+        return loss.detach(), entropy, grad_norm
 
     def state_dict(self) -> dict[str, Any]:
         """Networks and optimizers, for checkpoints."""
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                 "target_critic": self.target_critic.state_dict(),
                 "actor_optimizer": self.actor_optimizer.state_dict(),
-                "critic_optimizer": self.critic_optimizer.state_dict()}
+                "critic_optimizer": self.critic_optimizer.state_dict(), "updates": self._updates,
+                "last_actor": self._last_actor,
+                **({"log_entropy_coef": self.log_entropy_coef.detach().clone(),
+                    "entropy_optimizer": self.entropy_optimizer.state_dict()}
+                   if self.log_entropy_coef is not None else {})}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what `state_dict` returned."""
@@ -173,3 +219,10 @@ class ActorCritic:
         self.target_critic.load_state_dict(state["target_critic"])
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self._updates = state.get("updates", 0)
+        self._last_actor = tuple(state.get("last_actor", self._last_actor))
+        if self.log_entropy_coef is not None and "log_entropy_coef" in state:
+            with torch.no_grad():
+                self.log_entropy_coef.copy_(state["log_entropy_coef"])
+            self.entropy_optimizer.load_state_dict(state["entropy_optimizer"])
+            self._entropy_coef = self.log_entropy_coef.detach().exp()
