@@ -130,6 +130,15 @@ def hparams(cfg: DictConfig) -> dict[str, float | int | str | bool]:
         "critic_kind": str(cfg.agent.critic.kind),
         "critic_target": str(cfg.agent.critic_target),
         "entropy_coef": float(cfg.agent.entropy_coef),
+        "target_entropy_fraction": float(cfg.agent.get("target_entropy_fraction") or 0.0),
+        "actor_lr": float(cfg.agent.actor.lr),
+        "critic_lr": float(cfg.agent.critic.lr),
+        "actor_update_every": int(cfg.agent.get("actor_update_every", 1)),
+        "target_update_rate": float(cfg.agent.target_update_rate),
+        "gamma": float(cfg.agent.gamma),
+        "batch_size": int(cfg.trainer.batch_size),
+        "updates_per_round": int(cfg.trainer.updates_per_round),
+        "update_every": int(cfg.trainer.update_every),
         "total_steps": int(cfg.trainer.total_steps),
     }
 

@@ -140,9 +140,8 @@ class Trainer:
             The run's summary (final and best evaluations, first solved step, wall time).
         """
         s = self.settings
-        update, evaluate_now, log_now, checkpoint_now, diagnose = (
-            Every(s.update_every), Every(s.eval_every), Every(s.log_every), Every(s.checkpoint_every),
-            Every(s.diagnostics_every))
+        evaluate_now, log_now, checkpoint_now, diagnose = (
+            Every(s.eval_every), Every(s.log_every), Every(s.checkpoint_every), Every(s.diagnostics_every))
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         started, started_step = time.perf_counter(), self.step
         bar = tqdm(total=s.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
@@ -152,8 +151,10 @@ class Trainer:
             while self.step < s.total_steps and self._stop_signal is None:
                 before = self.step
                 self._collect()
-                if self.step >= s.learning_starts and update(before, self.step):
-                    self._update()
+                if self.step >= s.learning_starts:
+                    # one round per multiple of update_every crossed: a vector step may cross several
+                    for _ in range(self.step // s.update_every - before // s.update_every):
+                        self._update()
                     if s.diagnostics and diagnose(before, self.step):
                         self._diagnose()
                 if evaluate_now(before, self.step) or self.step >= s.total_steps:

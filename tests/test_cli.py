@@ -72,8 +72,8 @@ def test_bad_input_is_one_line_and_leaves_no_run_folder(overrides, words, run_cl
 def test_unknown_group_option_names_the_allowed_ones(run_cli, tmp_path: Path):
     result = run_cli("selector=softargmax", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == ("error: selector=softargmax is not an option of selector; "
-                                     "allowed: argmax, gumbel_softmax, sample")
+    assert result.stderr.strip() == ("error: selector=softargmax is not an option of selector; allowed: argmax, "
+                                     "expected, gumbel_rao, gumbel_softmax, reinmax, sample, straight_through")
     assert not (tmp_path / "run").exists()
 
 
