@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rlgumbel.buffer import ReplayBuffer
-from rlgumbel.envs import EnvConfigError, env_shape, make_vector_env
+from rlgumbel.envs import EnvConfigError, action_mask, env_shape, make_vector_env
 from rlgumbel.logger import Logger
 from rlgumbel.names import option_name, run_name
 from rlgumbel.schedules import Schedule
@@ -182,7 +182,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     torch.manual_seed(cfg.seed)  # network initialisation
     agent = _instantiate("agent", cfg.agent, obs_dim=shape.obs_dim, num_actions=shape.num_actions,
                          selector=selector, device=cfg.device)
-    buffer = ReplayBuffer(settings.buffer_size, shape.obs_dim, cfg.device)
+    _, info = envs.reset(seed=cfg.seed)  # does the env give action masks? (the trainer resets again)
+    masked = action_mask(info, envs.num_envs, shape.num_actions) is not None
+    buffer = ReplayBuffer(settings.buffer_size, shape.obs_dim, cfg.device,
+                          num_actions=shape.num_actions if masked else None)
     solved = env.get("solved_return")
     logger = Logger(run_dir / "tb", hparams(cfg), OmegaConf.to_yaml(cfg, resolve=True),
                     purge_step=None if checkpoint is None else checkpoint["step"] + 1)

@@ -7,8 +7,10 @@ import pickle
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import cloudpickle
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 from gymnasium.vector import SyncVectorEnv
 from gymnasium.wrappers import FlattenObservation
@@ -85,6 +87,16 @@ def env_shape(envs: gym.vector.VectorEnv) -> EnvShape:
     )
 
 
+def action_mask(info: dict[str, Any], num_envs: int, num_actions: int) -> torch.Tensor | None:
+    """Allowed actions [N, A] bool from a vector env's `info["action_mask"]` (e.g. Taxi-v4),
+    or None when the env gives no mask. A copy whose info lacks the mask allows every action."""
+    if "action_mask" not in info:
+        return None
+    mask = torch.as_tensor(np.asarray(info["action_mask"], dtype=bool).reshape(num_envs, num_actions))
+    present = torch.as_tensor(np.asarray(info.get("_action_mask", np.ones(num_envs, dtype=bool))))
+    return mask | ~present[:, None]
+
+
 _EPISODE_STATISTICS = ("episode_count", "episode_start_times", "episode_returns", "episode_lengths",
                        "prev_dones", "time_queue", "return_queue", "length_queue")
 
@@ -93,7 +105,8 @@ def vector_env_state(envs: RecordEpisodeStatistics) -> bytes:
     """The full state of a vector env from `make_vector_env`: every copy (with its random
     generator), which copies reset on the next step, and the running episode statistics."""
     sync = envs.unwrapped
-    return pickle.dumps({
+    # cloudpickle: wrappers such as FlattenObservation hold lambdas that pickle cannot store
+    return cloudpickle.dumps({
         "envs": sync.envs, "autoreset_envs": sync._autoreset_envs,
         "statistics": {name: getattr(envs, name) for name in _EPISODE_STATISTICS},
     })

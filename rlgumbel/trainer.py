@@ -16,13 +16,18 @@ import torch
 from tqdm import tqdm
 
 from rlgumbel.agents import ActorCritic
+from rlgumbel.agents.actor_critic import NonFiniteUpdate
 from rlgumbel.buffer import ReplayBuffer
 from rlgumbel.checkpoint import save_checkpoint
 from rlgumbel.diagnostics import gradient_diagnostics
-from rlgumbel.envs import restore_vector_env_state, vector_env_state
+from rlgumbel.envs import action_mask, restore_vector_env_state, vector_env_state
 from rlgumbel.logger import Logger
 from rlgumbel.schedules import Schedule
 from rlgumbel.selectors import gumbel_max_sample
+
+
+class TrainingDiverged(ArithmeticError):
+    """A loss became NaN or infinite with `trainer.strict`; the message names the step."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class TrainerSettings:
     diagnostics: bool = False
     diagnostics_every: int = 5000
     diagnostics_samples: int = 32
+    strict: bool = True
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "update_every", "updates_per_round", "batch_size", "buffer_size",
@@ -81,13 +87,15 @@ def evaluate(agent: ActorCritic, envs: gym.vector.VectorEnv, greedy: bool, seed:
     Returns:
         [num_envs] episode returns.
     """
-    obs, _ = envs.reset(seed=seed)
+    obs, info = envs.reset(seed=seed)
+    num_actions = int(envs.single_action_space.n)
     returns = np.zeros(envs.num_envs)
     done = np.zeros(envs.num_envs, dtype=bool)
     while not done.all():
-        logits = agent.logits(torch.as_tensor(obs, dtype=torch.float32))
+        mask = action_mask(info, envs.num_envs, num_actions)
+        logits = agent.logits(torch.as_tensor(obs, dtype=torch.float32), mask)
         action = logits.argmax(-1) if greedy else gumbel_max_sample(logits, generator)
-        obs, reward, terminated, truncated, _ = envs.step(action.numpy())
+        obs, reward, terminated, truncated, info = envs.step(action.numpy())
         returns += np.where(done, 0.0, reward)
         done |= terminated | truncated
     return returns
@@ -128,16 +136,22 @@ class Trainer:
         self.first_solved_step: int | None = None
         self.wall_seconds = 0.0  # training time of earlier sessions of this run
         self.metrics: dict[str, Any] = {}
-        obs, _ = envs.reset(seed=seed)
+        obs, info = envs.reset(seed=seed)
         self.obs = torch.as_tensor(obs, dtype=torch.float32)
+        self.mask = action_mask(info, envs.num_envs, self.num_actions)  # allowed actions, or None
         self.autoreset = torch.zeros(envs.num_envs, dtype=torch.bool)
+        self.skipped_updates = 0
         self._stop_signal: int | None = None
+        self._failure: str | None = None
 
     def run(self) -> dict[str, Any]:
         """Train until `total_steps`, or until SIGINT/SIGTERM (then checkpoint and exit code 128+n).
 
         Returns:
             The run's summary (final and best evaluations, first solved step, wall time).
+        Raises:
+            TrainingDiverged: with `strict`, a loss became NaN/inf (after the last good
+                parameters were checkpointed).
         """
         s = self.settings
         evaluate_now, log_now, checkpoint_now, diagnose = (
@@ -148,7 +162,7 @@ class Trainer:
                    disable=None if s.progress else True, file=sys.stderr)
         status = "failure"
         try:
-            while self.step < s.total_steps and self._stop_signal is None:
+            while self.step < s.total_steps and self._stop_signal is None and self._failure is None:
                 before = self.step
                 self._collect()
                 if self.step >= s.learning_starts:
@@ -165,7 +179,7 @@ class Trainer:
                 if checkpoint_now(before, self.step):
                     self._checkpoint()
                 bar.update(self.step - before)
-            status = "success" if self._stop_signal is None else None
+            status = "failure" if self._failure else "success" if self._stop_signal is None else None
         finally:
             bar.close()
             self.wall_seconds += time.perf_counter() - started
@@ -173,6 +187,8 @@ class Trainer:
                 signal.signal(sig, handler)
             self._checkpoint()
             self.logger.close(status)
+        if self._failure:
+            raise TrainingDiverged(self._failure)
         return self.summary()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -186,16 +202,18 @@ class Trainer:
     def _collect(self) -> None:
         """One step of every env copy; transitions into the buffer; episode returns logged."""
         if self.step < self.settings.learning_starts:
-            action = torch.randint(self.num_actions, (self.envs.num_envs,), generator=self.generator)
+            action = self._random_action()
         else:
-            action = self.agent.act(self.obs, self.temperature(self.step), self.generator, self.step)
+            action = self.agent.act(self.obs, self.temperature(self.step), self.generator, self.step, self.mask)
         next_obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
         next_obs = torch.as_tensor(next_obs, dtype=torch.float32)
+        next_mask = action_mask(info, self.envs.num_envs, self.num_actions)
         # After an episode ends, the next step only resets that copy: not a real transition.
         self.buffer.add(self.obs, action, torch.as_tensor(reward, dtype=torch.float32), next_obs,
-                        torch.as_tensor(terminated, dtype=torch.float32), valid=~self.autoreset)
+                        torch.as_tensor(terminated, dtype=torch.float32), valid=~self.autoreset,
+                        mask=self.mask, next_mask=next_mask)
         self.autoreset = torch.as_tensor(terminated | truncated)
-        self.obs = next_obs
+        self.obs, self.mask = next_obs, next_mask
         self.step += self.envs.num_envs
         if "episode" in info:
             finished = info["_episode"]
@@ -203,11 +221,33 @@ class Trainer:
                 self.logger.scalars({"charts/episodic_return": episodic_return,
                                      "charts/episodic_length": length}, self.step)
 
+    def _random_action(self) -> torch.Tensor:
+        """Uniform actions among the allowed ones: [N] int64."""
+        if self.mask is None:
+            return torch.randint(self.num_actions, (self.envs.num_envs,), generator=self.generator)
+        uniform = torch.zeros(self.mask.shape).masked_fill(~self.mask, float("-inf"))
+        return gumbel_max_sample(uniform, self.generator)
+
     def _update(self) -> None:
         temperature = self.temperature(self.step)
         for _ in range(self.settings.updates_per_round):
             batch = self.buffer.sample(self.settings.batch_size, self.generator)
-            self.metrics = self.agent.update(batch, temperature, self.generator)
+            try:
+                self.metrics = self.agent.update(batch, temperature, self.generator)
+            except NonFiniteUpdate as error:
+                self._on_non_finite(error)
+                if self._failure:
+                    return
+
+    def _on_non_finite(self, error: NonFiniteUpdate) -> None:
+        """With `strict`, stop the run (the parameters are the last finite ones); otherwise
+        count the skipped batch, logged as health/skipped_updates."""
+        if not self.settings.strict:
+            self.skipped_updates += 1
+            return
+        last = ", ".join(f"{tag} {float(value):.4g}" for tag, value in sorted(self.metrics.items()))
+        self._failure = (f"training diverged at env step {self.step}: {error}; the update was not applied. "
+                         f"Last finite metrics: {last or 'none yet'}. Set trainer.strict=false to skip such batches")
 
     def _diagnose(self) -> None:
         """The actor gradient's bias and variance against the exact one, under `estimator/`."""
@@ -231,7 +271,8 @@ class Trainer:
         perf = {"perf/steps_per_second": (self.step - started_step) / max(elapsed, 1e-9),
                 "perf/wall_seconds": self.wall_seconds + elapsed}
         policy = {"policy/temperature": self.temperature(self.step),
-                  "policy/epsilon": self.agent.selector.epsilon(self.step)}
+                  "policy/epsilon": self.agent.selector.epsilon(self.step),
+                  "health/skipped_updates": self.skipped_updates}
         self.logger.scalars({**self.metrics, **policy, **perf}, self.step)
 
     def _checkpoint(self) -> None:
@@ -244,7 +285,8 @@ class Trainer:
             "config": self.config, "step": self.step, "agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
             "generator": self.generator.get_state(), "eval_generator": self.eval_generator.get_state(),
             "diagnostics_generator": self.diagnostics_generator.get_state(),
-            "obs": self.obs, "autoreset": self.autoreset, "evaluations": self.evaluations,
+            "obs": self.obs, "mask": self.mask, "autoreset": self.autoreset, "evaluations": self.evaluations,
+            "skipped_updates": self.skipped_updates,
             "first_solved_step": self.first_solved_step, "wall_seconds": self.wall_seconds,
             "envs": vector_env_state(self.envs),
         }
@@ -257,7 +299,8 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.eval_generator.set_state(state["eval_generator"])
         self.diagnostics_generator.set_state(state["diagnostics_generator"])
-        self.obs, self.autoreset = state["obs"], state["autoreset"]
+        self.obs, self.mask, self.autoreset = state["obs"], state["mask"], state["autoreset"]
+        self.skipped_updates = state["skipped_updates"]
         self.evaluations = list(state["evaluations"])
         self.first_solved_step = state["first_solved_step"]
         self.wall_seconds = state["wall_seconds"]

@@ -87,5 +87,7 @@ def test_state_dict_round_trip_continues_identically():
     got = restored.update(make_batch(7), 1.0, generator)
     assert float(got["policy/entropy_coef"]) == float(expected["policy/entropy_coef"])
     assert torch.equal(got["losses/critic"], expected["losses/critic"])
+    # The 4th update is not an actor step: both report the 3rd update's actor metrics.
+    assert torch.equal(got["losses/actor"], expected["losses/actor"])
     for a, b in zip(agent.actor.parameters(), restored.actor.parameters()):
         assert torch.equal(a, b)

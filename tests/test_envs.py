@@ -72,6 +72,7 @@ def test_stored_transitions_never_straddle_episodes(compose_config, tmp_path: Pa
     cfg = compose_config(f"env.id={COUNTER_ID}", "env.num_envs=3", "trainer.total_steps=90",
                          "trainer.learning_starts=90", "trainer.eval_episodes=1", "trainer.progress=false")
     trainer = build_trainer(cfg, tmp_path)
+    episodes_at_start = _episodes(trainer)
     while trainer.step < 90:
         trainer._collect()
     buffer = trainer.buffer
@@ -87,10 +88,10 @@ def test_stored_transitions_never_straddle_episodes(compose_config, tmp_path: Pa
     assert (expected == 1).any(), "no terminated episode was seen"
     # 30 vector steps of 3 copies: all real transitions kept (each ended episode costs one
     # reset step per copy, which is dropped)
-    assert buffer.size == 90 - _dropped(trainer)
+    assert buffer.size == 90 - (_episodes(trainer) - episodes_at_start)
     trainer.logger.close(None)
 
 
-def _dropped(trainer) -> int:
-    """Reset steps taken by the copies: one per finished episode."""
+def _episodes(trainer) -> int:
+    """Episodes started by the copies so far: each after the first cost one reset step."""
     return sum(int(env.unwrapped.episode) for env in trainer.envs.unwrapped.envs)

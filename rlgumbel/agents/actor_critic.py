@@ -18,6 +18,21 @@ from rlgumbel.selectors import ActionSelector
 CRITIC_TARGETS = ("expected", "sampled")
 
 
+class NonFiniteUpdate(ArithmeticError):
+    """A loss or gradient of an update was NaN or infinite; that optimizer step was not taken."""
+
+
+def masked_logits(logits: Tensor, mask: Tensor | None) -> Tensor:
+    """Logits with disallowed actions at −inf (never selected, probability 0): [B, A]."""
+    return logits if mask is None else logits.masked_fill(~mask, float("-inf"))
+
+
+def _check_finite(part: str, loss: Tensor, grad_norm: Tensor) -> None:
+    # One host sync per step: the price of never applying a NaN step to the parameters.
+    if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
+        raise NonFiniteUpdate(f"{part} loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}")
+
+
 @dataclass(frozen=True)
 class ActorSettings:
     """agent.actor: hidden layer widths and Adam learning rate."""
@@ -134,25 +149,29 @@ class ActorCritic:
         self._last_actor: tuple[Tensor, Tensor, Tensor] = (nan, nan, nan)  # loss, entropy, grad norm
 
     @torch.no_grad()
-    def act(self, obs: Tensor, temperature: float, generator: torch.Generator | None, step: int) -> Tensor:
-        """Behaviour actions for rollouts: obs [N, D] → [N] int64."""
-        return self.selector.act(self.actor(obs), temperature, generator, step)
+    def act(self, obs: Tensor, temperature: float, generator: torch.Generator | None, step: int,
+            mask: Tensor | None = None) -> Tensor:
+        """Behaviour actions for rollouts: obs [N, D], mask [N, A] bool of allowed actions → [N] int64."""
+        return self.selector.act(masked_logits(self.actor(obs), mask), temperature, generator, step)
 
     @torch.no_grad()
-    def logits(self, obs: Tensor) -> Tensor:
-        """Actor logits without gradient: obs [N, D] → [N, A]."""
-        return self.actor(obs)
+    def logits(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Actor logits without gradient, disallowed actions at −inf: obs [N, D] → [N, A]."""
+        return masked_logits(self.actor(obs), mask)
 
     def update(self, batch: Batch, temperature: float, generator: torch.Generator | None) -> dict[str, Tensor]:
         """One critic step on a batch, and one actor (and α) step every `actor_update_every` calls.
 
+        Raises:
+            NonFiniteUpdate: a loss or gradient was not finite; that step was skipped, so the
+                parameters are those before it.
         Returns:
             0-d detached tensors: losses/critic, losses/actor, policy/entropy, policy/grad_norm
             (the last actor step's), values/q_mean, policy/entropy_coef.
         """
         critic_loss, q_mean = self._critic_step(batch, temperature, generator)
         if self._updates % self.actor_update_every == 0:
-            self._last_actor = self._actor_step(batch.obs, temperature, generator)
+            self._last_actor = self._actor_step(batch.obs, batch.mask, temperature, generator)
         self._updates += 1
         # Between actor steps, report the last one (kept in checkpoints, so a resume logs the same).
         actor_loss, entropy, grad_norm = self._last_actor
@@ -164,7 +183,8 @@ class ActorCritic:
     def _critic_step(self, batch: Batch, temperature: float,
                      generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
-            next_selection = self.selector.select(self.actor(batch.next_obs), temperature, generator)
+            next_logits = masked_logits(self.actor(batch.next_obs), batch.next_mask)
+            next_selection = self.selector.select(next_logits, temperature, generator)
             target = self.target_critic.bind(batch.next_obs)
             if self.critic_target == "expected":
                 next_value = (next_selection.probs * target.all()).sum(-1)
@@ -177,13 +197,14 @@ class ActorCritic:
         loss = (q_values - td_target).square().mean(-1).sum()
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self._critic_params, self.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._critic_params, self.max_grad_norm)
+        _check_finite("critic", loss, grad_norm)
         self.critic_optimizer.step()
         return loss.detach(), q_values.detach().mean()
 
-    def _actor_step(self, obs: Tensor, temperature: float,
+    def _actor_step(self, obs: Tensor, mask: Tensor | None, temperature: float,
                     generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
-        selection = self.selector.select(self.actor(obs), temperature, generator)
+        selection = self.selector.select(masked_logits(self.actor(obs), mask), temperature, generator)
         critic = self.critic.bind(obs)
         objective = self.selector.actor_objective(selection, critic)
         loss = -(objective + self._entropy_coef * selection.entropy).mean()
@@ -192,6 +213,7 @@ class ActorCritic:
         for param, grad in zip(self._actor_params, grads):
             param.grad = grad
         grad_norm = torch.nn.utils.clip_grad_norm_(self._actor_params, self.max_grad_norm)
+        _check_finite("actor", loss, grad_norm)
         self.actor_optimizer.step()
         entropy = selection.entropy.detach().mean()
         if self.log_entropy_coef is not None:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint
 from rlgumbel.config import ConfigError, build_trainer, check_resumable, register_resolvers, resume_config
 from rlgumbel.report import FAILURE_FILE
+from rlgumbel.trainer import TrainingDiverged
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 
@@ -100,6 +101,13 @@ def _hydra_main(cfg: DictConfig) -> None:
             raise RunFailed(message) from None
         _discard_empty_run(run_dir)
         sys.exit(2)
+    except TrainingDiverged as error:
+        message = f"error: {error}"
+        print(message, file=sys.stderr)
+        _record_failure(run_dir, message + "\n")
+        if in_sweep:
+            raise RunFailed(message) from None
+        sys.exit(3)
     except Exception:
         _record_failure(run_dir, traceback.format_exc())
         raise
