@@ -779,22 +779,25 @@ def plot_return_vs_temperature(summaries: Sequence[GroupSummary], metric: str, e
 # --------------------------------------------------------------------------- tidy data
 
 
-def tidy_rows(groups: Sequence[Group]) -> Iterator[tuple[Any, ...]]:
-    """One row per logged scalar value of every run: CSV_COLUMNS."""
+def tidy_rows(groups: Sequence[Group], tag_prefixes: Sequence[str] = ("",)) -> Iterator[tuple[Any, ...]]:
+    """One row per logged scalar value of every run whose tag starts with one of
+    `tag_prefixes` (all tags by default): CSV_COLUMNS."""
     for group in groups:
         label = group.label.text()
         for run in group.runs:
             for tag, series in run.scalars.items():
+                if not tag.startswith(tuple(tag_prefixes)):
+                    continue
                 for step, value in zip(series.steps.tolist(), series.values.tolist()):
                     yield (run.name, label, run.seed, run.env, tag, step, value, run.status)
 
 
-def write_tidy_csv(groups: Sequence[Group], path: Path) -> None:
+def write_tidy_csv(groups: Sequence[Group], path: Path, tag_prefixes: Sequence[str] = ("",)) -> None:
     """Write `tidy_rows` with a header to `path`."""
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(CSV_COLUMNS)
-        writer.writerows(tidy_rows(groups))
+        writer.writerows(tidy_rows(groups, tag_prefixes))
 
 
 # --------------------------------------------------------------------------- the report
@@ -864,7 +867,7 @@ def _check_metric(runs: Sequence[Run], metric: str) -> None:
 
 
 def write_report(sweep_dir: Path, out_dir: Path | None = None, metric: str = DEFAULT_METRIC,
-                 threshold: float | None = None, seed: int = 0) -> Report:
+                 threshold: float | None = None, seed: int = 0, csv_tags: Sequence[str] = ("",)) -> Report:
     """Read a sweep and write its report: report.md (tables), PNG plots and scalars.csv.
 
     Args:
@@ -873,6 +876,7 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None, metric: str = DEF
         metric: scalar tag whose last value is a run's final return.
         threshold: level for steps-to-threshold; None: each group's `env.solved_return`.
         seed: bootstrap seed (the report is reproducible for a given seed).
+        csv_tags: tag prefixes kept in scalars.csv (default: every tag).
     Returns:
         The report.
     Raises:
@@ -896,6 +900,6 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None, metric: str = DEF
                  for env, env_summaries in summaries.items()]
     markdown = "\n".join(sections).rstrip() + "\n"
     (out_dir / "report.md").write_text(markdown, encoding="utf-8")
-    write_tidy_csv(groups, out_dir / "scalars.csv")
+    write_tidy_csv(groups, out_dir / "scalars.csv", csv_tags)
     files = [out_dir / "report.md", *files, out_dir / "scalars.csv"]
     return Report(markdown, summaries, files)

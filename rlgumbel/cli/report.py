@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=None,
                         help="level of the metric for steps-to-threshold (default: each run's env.solved_return)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--csv-tags", default="", metavar="PREFIXES",
+                        help="comma-separated tag prefixes kept in scalars.csv, e.g. charts/ (default: all)")
     return parser.parse_args(argv)
 
 
@@ -34,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the process exit code."""
     args = parse_args(argv)
     try:
-        report = write_report(args.sweep, args.out, args.metric, args.threshold, args.seed)
+        report = write_report(args.sweep, args.out, args.metric, args.threshold, args.seed,
+                              csv_tags=tuple(args.csv_tags.split(",")))
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
