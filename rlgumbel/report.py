@@ -53,7 +53,7 @@ from rlgumbel.names import option_name
 
 DEFAULT_METRIC = "charts/eval_return_greedy"
 # Keys that say how a run was managed, not what was trained; with the seed, they never split groups.
-RUN_MANAGEMENT_KEYS = frozenset({"seed", "resume", "device", "num_threads", "experiment", "trainer.progress"})
+RUN_MANAGEMENT_KEYS = frozenset({"seed", "resume", "device", "num_threads", "experiment_name", "trainer.progress"})
 # Keys that the readable part of a group's label already shows.
 LABELLED_KEYS = frozenset({"selector._target_", "selector.hard", "schedule._target_", "schedule.start",
                            "schedule.end", "env.id"})
