@@ -60,3 +60,17 @@ def test_the_error_example_is_what_the_cli_prints(cli, tmp_path: Path):
 def test_make_targets_exist(target):
     result = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_report_commands_run_on_a_sweep(cli, tmp_path: Path):
+    from rlgumbel.cli.report import main as report_main
+
+    sweep = tmp_path / "sweep"
+    code, _, err = cli("-m", "selector=argmax,gumbel_softmax", *TINY, f"hydra.sweep.dir={sweep}")
+    assert code == 0, err
+    commands = _commands("rlgumbel-report")
+    assert commands
+    for arguments in commands:
+        arguments = [str(sweep) if a.startswith("runs/") else a for a in arguments]
+        assert report_main(arguments + ["--out", str(tmp_path / "report")]) == 0
+        assert (tmp_path / "report" / "report.md").is_file()
