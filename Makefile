@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/update_overhead.py
 	$(BIN)/python benchmarks/cartpole_solve.py
 	$(BIN)/python benchmarks/report_speed.py
+	$(BIN)/python benchmarks/sweep_speed.py
 
 clean:
 	rm -rf $(VENV) runs multirun outputs
