@@ -6,7 +6,7 @@ what one would write from scratch with plain torch: an actor MLP, two critic MLP
 targets, `F.gumbel_softmax`, the expected-value critic target, Adam, a Polyak loop.
 Both use the same batch size, widths, learning rates and discount, one thread.
 
-Prints a Markdown table of median milliseconds per update and the ratio framework / bare.
+Prints a Markdown table of mean milliseconds per update and the ratio framework / bare.
 
 Usage: python benchmarks/update_overhead.py [--repeats 300] [--widths 64 256]
 """
@@ -43,13 +43,13 @@ class BareUpdate:
     """A from-scratch Gumbel-softmax actor-critic update with two Q-head critics."""
 
     def __init__(self, obs_dim: int, actions: int, width: int, gamma: float, rate: float,
-                 actor_lr: float, critic_lr: float) -> None:
+                 actor_lr: float, critic_lr: float, actor_every: int) -> None:
         self.actor = mlp([obs_dim, width, width, actions])
         self.q1, self.q2 = mlp([obs_dim, width, width, actions]), mlp([obs_dim, width, width, actions])
         self.t1, self.t2 = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=actor_lr)
         self.critic_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=critic_lr)
-        self.gamma, self.rate = gamma, rate
+        self.gamma, self.rate, self.actor_every, self.calls = gamma, rate, actor_every, 0
 
     def __call__(self, obs, action, reward, next_obs, terminated, temperature: float) -> None:
         with torch.no_grad():
@@ -62,18 +62,20 @@ class BareUpdate:
         self.critic_opt.zero_grad()
         critic_loss.backward()
         self.critic_opt.step()
-        y = F.gumbel_softmax(self.actor(obs), tau=temperature)
-        actor_loss = -(y * torch.min(self.q1(obs), self.q2(obs))).sum(-1).mean()
-        self.actor_opt.zero_grad()
-        actor_loss.backward()
-        self.actor_opt.step()
+        if self.calls % self.actor_every == 0:  # the same delayed actor as the agent's
+            y = F.gumbel_softmax(self.actor(obs), tau=temperature)
+            actor_loss = -(y * torch.min(self.q1(obs), self.q2(obs))).sum(-1).mean()
+            self.actor_opt.zero_grad()
+            actor_loss.backward()
+            self.actor_opt.step()
+        self.calls += 1
         with torch.no_grad():
             for target_net, net in ((self.t1, self.q1), (self.t2, self.q2)):
                 for p_target, p in zip(target_net.parameters(), net.parameters()):
                     p_target.lerp_(p, self.rate)
 
 
-def median_ms(fn, repeats: int, warmup: int = 30) -> float:
+def mean_ms(fn, repeats: int, warmup: int = 30) -> float:
     for _ in range(warmup):
         fn()
     times = []
@@ -81,7 +83,7 @@ def median_ms(fn, repeats: int, warmup: int = 30) -> float:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return statistics.fmean(times) * 1e3  # a mean: one call in actor_update_every also steps the actor
 
 
 def measure(width: int, repeats: int) -> tuple[float, float, int]:
@@ -94,10 +96,11 @@ def measure(width: int, repeats: int) -> tuple[float, float, int]:
         trainer = build_trainer(cfg, Path(run_dir))
         while trainer.step < 5000:  # fill the buffer with random-policy transitions
             trainer._collect()
-        framework = median_ms(trainer._update, repeats)
+        # `_update` is one round of `updates_per_round` updates; time per update
+        framework = mean_ms(trainer._update, repeats) / trainer.settings.updates_per_round
         buffer, agent = trainer.buffer, cfg.agent
         bare = BareUpdate(buffer.obs.shape[1], trainer.num_actions, width, agent.gamma,
-                          agent.target_update_rate, agent.actor.lr, agent.critic.lr)
+                          agent.target_update_rate, agent.actor.lr, agent.critic.lr, agent.actor_update_every)
         generator = torch.Generator().manual_seed(0)
         batch_size = trainer.settings.batch_size
 
@@ -106,7 +109,7 @@ def measure(width: int, repeats: int) -> tuple[float, float, int]:
             bare(buffer.obs[index], buffer.action[index], buffer.reward[index], buffer.next_obs[index],
                  buffer.terminated[index], 1.0)
 
-        bare_ms = median_ms(bare_step, repeats)
+        bare_ms = mean_ms(bare_step, repeats)
         trainer.logger.close(None)
     return framework, bare_ms, batch_size
 
@@ -117,7 +120,7 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 256])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread, CartPole-v1, median of {args.repeats} updates\n")
+    print(f"torch {torch.__version__}, 1 thread, CartPole-v1, mean of {args.repeats} updates\n")
     print("| width | batch | rlgumbel trainer update (ms) | bare torch update (ms) | ratio |")
     print("|---:|---:|---:|---:|---:|")
     for width in args.widths:

@@ -320,7 +320,7 @@ class GumbelSoftmaxSelector(ActionSelector):
         _check_temperature(temperature)
         perturbed = perturbed_logits(logits, generator)
         relaxed = torch.softmax(perturbed / temperature, dim=-1)
-        if relaxed.isnan().any():
+        if relaxed.sum().isnan():  # NaN anywhere makes the sum NaN: one cheap reduction
             # |logits| / temperature left the float range (a row overflowed to +inf or all of
             # it to −inf): shift each row by its maximum first. Rare, so the common path
             # skips the per-row reduction.
