@@ -41,7 +41,7 @@ def run_config(seed: int = 0, selector: str = "gumbel_softmax", hard: bool = Fal
     if end is not None:
         schedule = {"_target_": "rlgumbel.schedules.ExponentialSchedule", "start": temperature, "end": end,
                     "rate": 1e-4}
-    return {"experiment": "test", "seed": seed, "device": "cpu", "num_threads": 1, "resume": None,
+    return {"experiment_name": "test", "seed": seed, "device": "cpu", "num_threads": 1, "resume": None,
             "trainer": {"total_steps": 2000, "eval_every": 500, "progress": True},
             "selector": selector_node, "schedule": schedule, "agent": {"entropy_coef": entropy_coef},
             "env": {"id": env, "num_envs": 1, "solved_return": solved_return}, **management}
@@ -157,7 +157,7 @@ def test_groups_split_by_config_but_not_by_seed_or_run_management(tmp_path: Path
         for seed in range(2):
             # Run management differs between seeds and must not split a group.
             config = run_config(seed, **variant, device=f"cpu{seed}", num_threads=seed + 1,
-                                experiment=f"e{seed}", resume=None if seed == 0 else "somewhere")
+                                experiment_name=f"e{seed}", resume=None if seed == 0 else "somewhere")
             config["trainer"]["progress"] = seed == 0
             write_run(sweep / f"v{index}" / f"seed{seed}", config, curve(float(index)))
     result = report.write_report(sweep)
