@@ -61,7 +61,13 @@ class EnsembleMLP(nn.Module):
 class CriticValues:
     """Q(s, ·) of one batch of states under every critic of an ensemble.
 
-    `of` and `all` return the pessimistic minimum over the ensemble (Fujimoto et al. 2018);
+    `all` and `of` give Q̂, the one action value that every selector, critic target and
+    diagnostic uses: the per-action minimum over the ensemble (Fujimoto et al. 2018),
+    `Q̂(s, a) = min_j Q_j(s, a)` at a one-hot action a. An action vector y off the vertices
+    (a relaxed Gumbel-softmax sample) is valued by the critic's own extension of Q̂: linear for
+    a q_head critic, `Q̂(s, y) = y · min_j Q_j(s, ·)`; the critics' joint input for a concat
+    critic, `min_j Q_j(s, y)`. Both agree with Q̂ at every one-hot action, so every selector
+    estimates the gradient of one objective, `E_{a~π}[Q̂(s, a)]`.
     `of_each` and `all_each` return every member's values, for the critics' regression loss.
     """
 
@@ -80,7 +86,7 @@ class CriticValues:
         return self.critic.values(self.obs, action)
 
     def of(self, action: Tensor) -> Tensor:
-        """min_j Q_j(s, y) for action vectors y [B, A]: [B]."""
+        """Q̂(s, y) = min_j Q_j(s, y) for action vectors y [B, A]: [B]."""
         return self.of_each(action).amin(0)
 
     def all(self) -> Tensor:
@@ -89,10 +95,15 @@ class CriticValues:
 
 
 class _QHeadValues(CriticValues):
-    """One forward pass serves every action vector: Q(s, y) = y · Q(s, ·)."""
+    """One forward pass serves every action vector: Q_j(s, y) = y · Q_j(s, ·)."""
 
     def of_each(self, action: Tensor) -> Tensor:
         return (self.all_each() * action).sum(-1)
+
+    def of(self, action: Tensor) -> Tensor:
+        """Q̂(s, y) = y · min_j Q_j(s, ·), linear in y: [B]. (Not min_j (y · Q_j(s, ·)), which is
+        concave in y and would give pathwise selectors another objective than the others.)"""
+        return (self.all() * action).sum(-1)
 
 
 class QHeadCritic(nn.Module):
