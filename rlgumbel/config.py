@@ -19,7 +19,7 @@ from rlgumbel.names import option_name, run_name
 from rlgumbel.schedules import Schedule
 from rlgumbel.trainer import Trainer, TrainerSettings
 
-ENV_KEYS = {"id", "num_envs", "solved_return", "kwargs"}
+ENV_KEYS = {"id", "num_envs", "solved_return", "random_return", "kwargs"}
 # Keys that may differ between a run and its resumption.
 RESUME_FREE_KEYS = {"resume", "trainer.total_steps", "trainer.progress"}
 
@@ -180,11 +180,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
         raise ConfigError(str(error)) from None
     shape = env_shape(envs)
     torch.manual_seed(cfg.seed)  # network initialisation
-    agent = _instantiate("agent", cfg.agent, obs_dim=shape.obs_dim, num_actions=shape.num_actions,
+    agent = _instantiate("agent", cfg.agent, obs_shape=shape.obs_shape, num_actions=shape.num_actions,
                          selector=selector, device=cfg.device)
     _, info = envs.reset(seed=cfg.seed)  # does the env give action masks? (the trainer resets again)
     masked = action_mask(info, envs.num_envs, shape.num_actions) is not None
-    buffer = ReplayBuffer(settings.buffer_size, shape.obs_dim, cfg.device,
+    buffer = ReplayBuffer(settings.buffer_size, shape.obs_shape, envs.num_envs, cfg.device,
                           num_actions=shape.num_actions if masked else None)
     solved = env.get("solved_return")
     logger = Logger(run_dir / "tb", hparams(cfg), OmegaConf.to_yaml(cfg, resolve=True),

@@ -1,5 +1,6 @@
-"""Vector environments from config: Gymnasium ids, discrete observations made one-hot,
-and a check that the action space is Discrete."""
+"""Vector environments from config: Gymnasium ids (MinAtar's registered on demand), discrete
+observations made one-hot, images made channels-first, and a check that the action space is
+Discrete."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.vector import SyncVectorEnv
-from gymnasium.wrappers import FlattenObservation
+from gymnasium.wrappers import FlattenObservation, TransformObservation
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 
@@ -23,14 +24,31 @@ class EnvConfigError(ValueError):
 
 @dataclass(frozen=True)
 class EnvShape:
-    """Sizes the networks need: observation features and number of actions."""
+    """Sizes the networks need: one observation's shape and the number of actions."""
 
-    obs_dim: int
+    obs_shape: tuple[int, ...]
     num_actions: int
 
 
+MINATAR_PREFIX = "MinAtar/"
+
+
+def _register_minatar() -> None:
+    """MinAtar's Gymnasium ids exist only after `minatar.gym.register_envs()` (Young & Tian 2019)."""
+    if any(env_id.startswith(MINATAR_PREFIX) for env_id in gym.registry):
+        return
+    try:
+        import minatar.gym
+    except ImportError as error:
+        raise EnvConfigError(f"MinAtar environments need the `minatar` package ({error})") from None
+    minatar.gym.register_envs()
+
+
 def check_env_id(env_id: str) -> None:
-    """Raise `EnvConfigError` unless Gymnasium's registry knows `env_id`."""
+    """Raise `EnvConfigError` unless Gymnasium's registry knows `env_id` (registering
+    MinAtar's ids first when it asks for one)."""
+    if env_id.startswith(MINATAR_PREFIX):
+        _register_minatar()
     try:
         gym.spec(env_id)
     except gym.error.Error as error:
@@ -46,18 +64,31 @@ def _make_single(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
                 "actions, so it needs a Discrete action space"
             )
         observation_space = env.observation_space
-        if isinstance(observation_space, spaces.Discrete) or (
-            isinstance(observation_space, spaces.Box) and len(observation_space.shape) != 1
-        ):
-            # Discrete observations become one-hot vectors; images become flat vectors.
-            env = FlattenObservation(env)
-        elif not isinstance(observation_space, spaces.Box):
-            raise EnvConfigError(
-                f"env.id={env_id!r} has observation space {observation_space}; supported are Box and Discrete"
-            )
-        return env
+        if isinstance(observation_space, spaces.Discrete):
+            return FlattenObservation(env)  # one-hot vectors
+        if isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 3:
+            return _channels_first(env)
+        if isinstance(observation_space, spaces.Box) and len(observation_space.shape) in (1, 2):
+            return env if len(observation_space.shape) == 1 else FlattenObservation(env)
+        raise EnvConfigError(
+            f"env.id={env_id!r} has observation space {observation_space}; supported are Discrete, and Box "
+            "vectors, matrices (flattened) and images [height, width, channels]"
+        )
 
     return make
+
+
+def _channels_first(env: gym.Env) -> gym.Env:
+    """Images [H, W, C] (Gymnasium's layout; MinAtar's boolean planes) → float32 [C, H, W],
+    the layout of torch's convolutions."""
+    space = env.observation_space
+    low = np.transpose(np.broadcast_to(space.low, space.shape), (2, 0, 1)).astype(np.float32)
+    high = np.transpose(np.broadcast_to(space.high, space.shape), (2, 0, 1)).astype(np.float32)
+    return TransformObservation(env, _to_channels_first, spaces.Box(low, high, dtype=np.float32))
+
+
+def _to_channels_first(obs: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.transpose(obs, (2, 0, 1)), dtype=np.float32)
 
 
 def make_vector_env(id: str, num_envs: int, kwargs: dict[str, Any] | None = None) -> gym.vector.VectorEnv:
@@ -80,9 +111,9 @@ def make_vector_env(id: str, num_envs: int, kwargs: dict[str, Any] | None = None
 
 
 def env_shape(envs: gym.vector.VectorEnv) -> EnvShape:
-    """Observation size and action count of a vector env built by `make_vector_env`."""
+    """Observation shape and action count of a vector env built by `make_vector_env`."""
     return EnvShape(
-        obs_dim=int(np.prod(envs.single_observation_space.shape)),
+        obs_shape=tuple(int(n) for n in envs.single_observation_space.shape),
         num_actions=int(envs.single_action_space.n),
     )
 

@@ -138,6 +138,7 @@ class Trainer:
         self.metrics: dict[str, Any] = {}
         obs, info = envs.reset(seed=seed)
         self.obs = torch.as_tensor(obs, dtype=torch.float32)
+        self.agent.observe(self.obs)
         self.mask = action_mask(info, envs.num_envs, self.num_actions)  # allowed actions, or None
         self.autoreset = torch.zeros(envs.num_envs, dtype=torch.bool)
         self.skipped_updates = 0
@@ -208,11 +209,12 @@ class Trainer:
         next_obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
         next_obs = torch.as_tensor(next_obs, dtype=torch.float32)
         next_mask = action_mask(info, self.envs.num_envs, self.num_actions)
+        terminated, truncated = torch.as_tensor(terminated), torch.as_tensor(truncated)
         # After an episode ends, the next step only resets that copy: not a real transition.
-        self.buffer.add(self.obs, action, torch.as_tensor(reward, dtype=torch.float32), next_obs,
-                        torch.as_tensor(terminated, dtype=torch.float32), valid=~self.autoreset,
-                        mask=self.mask, next_mask=next_mask)
-        self.autoreset = torch.as_tensor(terminated | truncated)
+        self.buffer.add(self.obs, action, torch.as_tensor(reward, dtype=torch.float32), next_obs, terminated,
+                        truncated, valid=~self.autoreset, mask=self.mask, next_mask=next_mask)
+        self.agent.observe(next_obs)
+        self.autoreset = terminated | truncated
         self.obs, self.mask = next_obs, next_mask
         self.step += self.envs.num_envs
         if "episode" in info:
@@ -231,7 +233,7 @@ class Trainer:
     def _update(self) -> None:
         temperature = self.temperature(self.step)
         for _ in range(self.settings.updates_per_round):
-            batch = self.buffer.sample(self.settings.batch_size, self.generator)
+            batch = self.buffer.sample(self.settings.batch_size, self.generator, horizon=self.agent.n_step)
             try:
                 self.metrics = self.agent.update(batch, temperature, self.generator)
             except NonFiniteUpdate as error:
@@ -252,7 +254,8 @@ class Trainer:
     def _diagnose(self) -> None:
         """The actor gradient's bias and variance against the exact one, under `estimator/`."""
         batch = self.buffer.sample(self.settings.batch_size, self.diagnostics_generator)
-        metrics = gradient_diagnostics(self.agent.actor, batch.obs, self.agent.critic.bind, self.agent.selector,
+        obs = self.agent.network_inputs(batch.obs)
+        metrics = gradient_diagnostics(self.agent.actor, obs, self.agent.critic.bind, self.agent.selector,
                                        self.temperature(self.step), self.diagnostics_generator,
                                        self.settings.diagnostics_samples)
         self.logger.scalars(metrics, self.step)

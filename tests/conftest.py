@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -11,8 +12,10 @@ from typing import Callable
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
+import torch
+from omegaconf import DictConfig, OmegaConf
 
+from rlgumbel.agents import ActorCritic
 from rlgumbel.cli import train as train_cli
 from rlgumbel.config import register_resolvers
 
@@ -35,6 +38,27 @@ def compose_config() -> Callable[..., DictConfig]:
     def make(*overrides: str) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             return compose(config_name="train", overrides=list(overrides))
+
+    return make
+
+
+@pytest.fixture
+def make_agent(compose_config) -> Callable[..., ActorCritic]:
+    """`make_agent(obs_shape, num_actions, selector, **overrides)`: an `ActorCritic` with the
+    shipped agent config's values (configs/agent/actor_critic.yaml), `overrides` replacing them
+    (`actor=` and `critic=` key by key), its networks initialised from torch seed 0."""
+    defaults = OmegaConf.to_container(compose_config().agent, resolve=True)
+    del defaults["_target_"]
+
+    def make(obs_shape, num_actions: int, selector, **overrides) -> ActorCritic:
+        values = copy.deepcopy(defaults)
+        for key, value in overrides.items():
+            if key in ("actor", "critic"):
+                values[key].update(value)
+            else:
+                values[key] = value
+        torch.manual_seed(0)
+        return ActorCritic(obs_shape, num_actions, selector, **values)
 
     return make
 

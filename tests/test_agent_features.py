@@ -9,24 +9,29 @@ import pytest
 import torch
 
 from rlgumbel.agents import ActorCritic
-from rlgumbel.buffer import Batch
+from rlgumbel.buffer import Batch, one_step_batch
 from rlgumbel.selectors import GumbelSoftmaxSelector
 
 OBS_DIM, NUM_ACTIONS, BATCH = 4, 2, 32
 
 
-def make_agent(**kwargs) -> ActorCritic:
-    torch.manual_seed(0)
-    return ActorCritic(OBS_DIM, NUM_ACTIONS, GumbelSoftmaxSelector(), actor={"hidden_sizes": [16]},
-                       critic={"hidden_sizes": [16]}, **kwargs)
+@pytest.fixture
+def make_agent(make_agent):
+    """Small networks, the gumbel_softmax selector, the shipped values otherwise."""
+
+    def make(**kwargs) -> ActorCritic:
+        return make_agent(OBS_DIM, NUM_ACTIONS, GumbelSoftmaxSelector(), actor={"hidden_sizes": [16]},
+                          critic={"hidden_sizes": [16]}, **kwargs)
+
+    return make
 
 
 def make_batch(seed: int = 0) -> Batch:
     generator = torch.Generator().manual_seed(seed)
-    return Batch(obs=torch.randn(BATCH, OBS_DIM, generator=generator),
-                 action=torch.randint(NUM_ACTIONS, (BATCH,), generator=generator),
-                 reward=torch.ones(BATCH), next_obs=torch.randn(BATCH, OBS_DIM, generator=generator),
-                 terminated=torch.zeros(BATCH))
+    return one_step_batch(obs=torch.randn(BATCH, OBS_DIM, generator=generator),
+                          action=torch.randint(NUM_ACTIONS, (BATCH,), generator=generator),
+                          reward=torch.ones(BATCH), next_obs=torch.randn(BATCH, OBS_DIM, generator=generator),
+                          terminated=torch.zeros(BATCH))
 
 
 @pytest.mark.parametrize("kwargs, key", [
@@ -38,16 +43,16 @@ def make_batch(seed: int = 0) -> Batch:
     ({"actor_update_every": 1.5}, "agent.actor_update_every"),
     ({"actor_update_every": True}, "agent.actor_update_every"),
 ])
-def test_bad_values_name_their_key(kwargs, key):
+def test_bad_values_name_their_key(kwargs, key, make_agent):
     with pytest.raises(ValueError, match=key):
         make_agent(**kwargs)
 
 
 @pytest.mark.parametrize("fraction, grows", [(0.99, True), (0.0, False)])
-def test_entropy_coef_moves_towards_the_target(fraction, grows):
+def test_entropy_coef_moves_towards_the_target(fraction, grows, make_agent):
     # A fresh policy's entropy lies strictly between 0 and log 2: a target near the maximum
     # must raise α, a target of 0 must lower it.
-    agent = make_agent(entropy_coef=0.1, target_entropy_fraction=fraction, entropy_lr=1e-2)
+    agent = make_agent(entropy_coef=0.1, target_entropy_fraction=fraction, entropy_lr=1e-2, actor_update_every=1)
     generator = torch.Generator().manual_seed(1)
     for seed in range(5):
         metrics = agent.update(make_batch(seed), 1.0, generator)
@@ -55,14 +60,14 @@ def test_entropy_coef_moves_towards_the_target(fraction, grows):
     assert (float(metrics["policy/entropy_coef"]) > 0.1) == grows
 
 
-def test_fixed_entropy_coef_stays_fixed():
-    agent = make_agent(entropy_coef=0.05)
+def test_fixed_entropy_coef_stays_fixed(make_agent):
+    agent = make_agent(entropy_coef=0.05, target_entropy_fraction=None)
     metrics = agent.update(make_batch(), 1.0, torch.Generator().manual_seed(1))
     assert float(metrics["policy/entropy_coef"]) == pytest.approx(0.05)
     assert agent.log_entropy_coef is None
 
 
-def test_actor_steps_only_every_nth_update():
+def test_actor_steps_only_every_nth_update(make_agent):
     agent = make_agent(actor_update_every=3)
     generator = torch.Generator().manual_seed(1)
     changed = []
@@ -73,7 +78,7 @@ def test_actor_steps_only_every_nth_update():
     assert changed == [True, False, False, True, False, False]
 
 
-def test_state_dict_round_trip_continues_identically():
+def test_state_dict_round_trip_continues_identically(make_agent):
     kwargs = {"entropy_coef": 0.1, "target_entropy_fraction": 0.5, "entropy_lr": 1e-2, "actor_update_every": 2}
     agent = make_agent(**kwargs)
     generator = torch.Generator().manual_seed(1)

@@ -62,7 +62,7 @@ def test_bad_num_envs_is_refused(num_envs):
 def test_discrete_observations_become_one_hot():
     envs = make_vector_env("Taxi-v4", 3)
     obs, _ = envs.reset(seed=0)
-    assert env_shape(envs).obs_dim == 500 and env_shape(envs).num_actions == 6
+    assert env_shape(envs).obs_shape == (500,) and env_shape(envs).num_actions == 6
     assert obs.shape == (3, 500) and np.array_equal(obs.sum(1), np.ones(3)) and set(np.unique(obs)) == {0, 1}
 
 
@@ -76,14 +76,17 @@ def test_stored_transitions_never_straddle_episodes(compose_config, tmp_path: Pa
     while trainer.step < 90:
         trainer._collect()
     buffer = trainer.buffer
-    obs, next_obs = buffer.obs[: buffer.size], buffer.next_obs[: buffer.size]
+    valid = buffer.valid[: buffer.filled]
+    obs, next_obs = buffer.obs[: buffer.filled][valid], buffer.next_obs[: buffer.filled][valid]
     # every stored transition stays inside one episode and advances its clock by one
     assert torch.equal(next_obs[:, 0], obs[:, 0]) and torch.equal(next_obs[:, 1], obs[:, 1] + 1)
     # terminal flags only where the env terminated (even episodes at t=3), never at the time
     # limit (odd episodes at t=5), whose value the critic must bootstrap
     even = obs[:, 0] % 2 == 0
-    expected = (even & (next_obs[:, 1] == 3)).float()
-    assert torch.equal(buffer.terminated[: buffer.size], expected)
+    expected = even & (next_obs[:, 1] == 3)
+    assert torch.equal(buffer.terminated[: buffer.filled][valid], expected)
+    # an episode ends (terminated or truncated) exactly where its clock stops
+    assert torch.equal(buffer.done[: buffer.filled][valid], expected | (~even & (next_obs[:, 1] == 5)))
     assert ((~even) & (next_obs[:, 1] == 5)).any(), "no truncated episode was seen"
     assert (expected == 1).any(), "no terminated episode was seen"
     # 30 vector steps of 3 copies: all real transitions kept (each ended episode costs one

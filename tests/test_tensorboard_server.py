@@ -24,7 +24,7 @@ SELECTORS = ("argmax", "gumbel_softmax")
 SEED = 7
 RUNS = {f"{selector}_exponential_T1.0_seed{SEED}_job{number}/tb": selector
         for number, selector in enumerate(SELECTORS)}
-# the logging contract's tags (DESIGN.md), a subset of what a run writes
+# the logging contract's tags (README, "What a run writes"), a subset of what a run writes
 SCALAR_TAGS = {"charts/episodic_return", "charts/eval_return_greedy", "charts/eval_return_sampled",
                "losses/critic", "losses/actor", "policy/temperature", "policy/entropy",
                "perf/steps_per_second", "perf/wall_seconds"}

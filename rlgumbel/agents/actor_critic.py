@@ -12,7 +12,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from rlgumbel.buffer import Batch
-from rlgumbel.networks import CRITICS, Actor
+from rlgumbel.networks import CRITICS, Actor, as_shape
+from rlgumbel.normalizer import ObservationNormalizer
 from rlgumbel.selectors import ActionSelector
 
 CRITIC_TARGETS = ("expected", "sampled")
@@ -35,26 +36,31 @@ def _check_finite(part: str, loss: Tensor, grad_norm: Tensor) -> None:
 
 @dataclass(frozen=True)
 class ActorSettings:
-    """agent.actor: hidden layer widths and Adam learning rate."""
+    """agent.actor: hidden layer widths, Adam learning rate and the scale of the initial logits."""
 
-    hidden_sizes: Sequence[int] = (64, 64)
-    lr: float = 3e-4
+    hidden_sizes: Sequence[int]
+    lr: float
+    init_scale: float
 
 
 @dataclass(frozen=True)
 class CriticSettings:
-    """agent.critic: form (q_head | concat), hidden layer widths and Adam learning rate."""
+    """agent.critic: form (q_head | concat), number of critics (Q̂ is their minimum), hidden
+    layer widths and Adam learning rate."""
 
-    kind: str = "q_head"
-    hidden_sizes: Sequence[int] = (64, 64)
-    lr: float = 1e-3
+    kind: str
+    ensemble: int
+    pessimism: float
+    hidden_sizes: Sequence[int]
+    lr: float
 
 
 def _settings(cls: type, key: str, values: Mapping[str, Any]) -> Any:
     allowed = set(cls.__dataclass_fields__)
-    unknown = set(values) - allowed
-    if unknown:
-        raise ValueError(f"agent.{key} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    unknown, missing = set(values) - allowed, allowed - set(values)
+    if unknown or missing:
+        raise ValueError(f"agent.{key} has unknown keys {sorted(unknown)} and lacks {sorted(missing)}; "
+                         f"its keys are {sorted(allowed)}")
     settings = cls(**values)
     if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in settings.hidden_sizes):
         raise ValueError(f"agent.{key}.hidden_sizes must be positive whole numbers, got {list(settings.hidden_sizes)}")
@@ -69,17 +75,29 @@ def _check_range(key: str, value: float, low: float, high: float) -> float:
     return float(value)
 
 
-class ActorCritic:
-    """The learning rule of DESIGN.md: one update for every selector.
+def _check_whole(key: str, value: int, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"agent.{key} must be a whole number >= {low}, got {value!r}")
+    return value
 
-    Critic target: `r + γ(1 − terminated) · V'(s')` with `V'(s') = Σ_a π(a|s') min_j Q'_j(s', a)`
-    (`critic_target="expected"`) or `min_j Q'_j(s', y')` at the selector's action vector y'
-    (`"sampled"`); plus `α·H(π(·|s'))` when the entropy bonus α > 0.
+
+class ActorCritic:
+    """The off-policy actor-critic: one learning rule for every selector.
+
+    Q̂(s, a) = min_j Q_j(s, a), the twin critics' per-action minimum (see `CriticValues`).
+    Critic target, from an n-step window r_0 … r_{k−1} of the replay buffer (k ≤ n_step):
+    `Σ_i γ^i r_i + γ^k (1 − terminated) · V'(s_k)` with `V'(s) = Σ_a π(a|s) Q̂'(s, a)` under the
+    target critics (`critic_target="expected"`) or `Q̂'(s, y)` at the selector's action vector y
+    (`"sampled"`), plus `α·H(π(·|s))` when the entropy bonus α > 0.
     Actor loss: `−(surrogate + α·H(π))`, the surrogate being the selector's estimate of
-    `E_π[min_j Q_j(s, a)]`.
+    `E_{a~π}[Q̂(s, a)]`.
+
+    Every learning-rule value is a required keyword: configs/agent/actor_critic.yaml holds the
+    defaults, the env presets (configs/env/) what each env changes.
 
     Args:
-        obs_dim, num_actions: sizes from the env, passed at build time.
+        obs_shape: one observation's shape (a whole number for vectors), from the env.
+        num_actions: from the env.
         selector: how logits become actions and gradients.
         actor, critic: network settings (`ActorSettings`, `CriticSettings` keys).
         gamma: discount in [0, 1].
@@ -92,22 +110,29 @@ class ActorCritic:
         actor_update_every: one actor (and α) step every this many critic steps (≥ 1; Fujimoto
             et al. 2018 delay the actor so that it follows a critic that has caught up).
         critic_target: "expected" or "sampled".
+        n_step: length n ≥ 1 of the reward windows of the critic target (Sutton 1988; Hessel
+            et al. 2018), uncorrected for the policy that collected them.
+        normalize_observations: standardise the networks' inputs by running statistics.
+        encoder: "mlp" (flattened observations) or "cnn" (image observations [C, H, W]).
+        conv_channels: channels of the convolutional encoder.
         max_grad_norm: gradient clipping threshold for actor and critics (> 0).
         device: where networks live.
     """
 
-    def __init__(self, obs_dim: int, num_actions: int, selector: ActionSelector,
-                 actor: Mapping[str, Any] = (), critic: Mapping[str, Any] = (),
-                 gamma: float = 0.99, target_update_rate: float = 0.005, entropy_coef: float = 0.0,
-                 critic_target: str = "expected", max_grad_norm: float = 10.0,
-                 target_entropy_fraction: float | None = None, entropy_lr: float = 3e-4,
-                 actor_update_every: int = 1, device: torch.device | str = "cpu") -> None:
+    def __init__(self, obs_shape: int | Sequence[int], num_actions: int, selector: ActionSelector, *,
+                 actor: Mapping[str, Any], critic: Mapping[str, Any], gamma: float, target_update_rate: float,
+                 entropy_coef: float, target_entropy_fraction: float | None, entropy_lr: float,
+                 actor_update_every: int, critic_target: str, n_step: int, normalize_observations: bool,
+                 encoder: str, conv_channels: int, max_grad_norm: float,
+                 device: torch.device | str = "cpu") -> None:
         actor_settings = _settings(ActorSettings, "actor", dict(actor))
         critic_settings = _settings(CriticSettings, "critic", dict(critic))
         if critic_settings.kind not in CRITICS:
             raise ValueError(f"agent.critic.kind must be one of {sorted(CRITICS)}, got {critic_settings.kind!r}")
         if critic_target not in CRITIC_TARGETS:
             raise ValueError(f"agent.critic_target must be one of {list(CRITIC_TARGETS)}, got {critic_target!r}")
+        if not isinstance(normalize_observations, bool):
+            raise ValueError(f"agent.normalize_observations must be true or false, got {normalize_observations!r}")
         self.gamma = _check_range("gamma", gamma, 0.0, 1.0)
         self.target_update_rate = _check_range("target_update_rate", target_update_rate, 1e-8, 1.0)
         self.entropy_coef = _check_range("entropy_coef", entropy_coef, 0.0, float("inf"))
@@ -121,22 +146,31 @@ class ActorCritic:
                 raise ValueError("agent.entropy_coef is the starting value of the tuned α when "
                                  f"agent.target_entropy_fraction is set and must be > 0, got {entropy_coef!r}")
         self.entropy_lr = _check_range("entropy_lr", entropy_lr, 1e-12, float("inf"))
-        if isinstance(actor_update_every, bool) or not isinstance(actor_update_every, int) or actor_update_every < 1:
-            raise ValueError(f"agent.actor_update_every must be a whole number >= 1, got {actor_update_every!r}")
-        self.actor_update_every = actor_update_every
+        self.actor_update_every = _check_whole("actor_update_every", actor_update_every, 1)
+        self.n_step = _check_whole("n_step", n_step, 1)
+        _check_whole("conv_channels", conv_channels, 1)
         self.critic_target = critic_target
         self.selector = selector
         self._updates = 0
+        obs_shape = as_shape(obs_shape)
 
-        critic_cls = CRITICS[critic_settings.kind]
-        self.actor = Actor(obs_dim, num_actions, actor_settings.hidden_sizes).to(device)
-        self.critic = critic_cls(obs_dim, num_actions, critic_settings.hidden_sizes).to(device)
+        networks = {"encoder": encoder, "channels": conv_channels}
+        self.actor = Actor(obs_shape, num_actions, actor_settings.hidden_sizes, **networks).to(device)
+        _check_range("actor.init_scale", actor_settings.init_scale, 0.0, float("inf"))
+        self.actor.scale_initial_logits(actor_settings.init_scale)
+        _check_whole("critic.ensemble", critic_settings.ensemble, 1)
+        pessimism = _check_range("critic.pessimism", critic_settings.pessimism, -float("inf"), float("inf"))
+        self.critic = CRITICS[critic_settings.kind](obs_shape, num_actions, critic_settings.hidden_sizes,
+                                                    ensemble=critic_settings.ensemble, pessimism=pessimism,
+                                                    **networks).to(device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.normalizer = ObservationNormalizer(obs_shape).to(device) if normalize_observations else None
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=actor_settings.lr, fused=True)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=critic_settings.lr, fused=True)
         self._actor_params = list(self.actor.parameters())
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.target_critic.parameters())
+        self._discounts = self.gamma ** torch.arange(self.n_step + 1, dtype=torch.float64, device=device).float()
         # α as a tensor: a constant, or exp(log α) trained towards the target entropy.
         self.target_entropy: float | None = None
         self.log_entropy_coef: Tensor | None = None
@@ -148,16 +182,25 @@ class ActorCritic:
         nan = torch.tensor(math.nan)
         self._last_actor: tuple[Tensor, Tensor, Tensor] = (nan, nan, nan)  # loss, entropy, grad norm
 
+    def observe(self, obs: Tensor) -> None:
+        """Collected observations [N, *obs_shape]: update the input statistics (if normalising)."""
+        if self.normalizer is not None:
+            self.normalizer.update(obs)
+
+    def network_inputs(self, obs: Tensor) -> Tensor:
+        """What actor and critics see of observations [N, *obs_shape]: normalised or as they are."""
+        return obs if self.normalizer is None else self.normalizer(obs)
+
     @torch.no_grad()
     def act(self, obs: Tensor, temperature: float, generator: torch.Generator | None, step: int,
             mask: Tensor | None = None) -> Tensor:
-        """Behaviour actions for rollouts: obs [N, D], mask [N, A] bool of allowed actions → [N] int64."""
-        return self.selector.act(masked_logits(self.actor(obs), mask), temperature, generator, step)
+        """Behaviour actions for rollouts: obs [N, *obs_shape], mask [N, A] bool of allowed actions → [N] int64."""
+        return self.selector.act(self.logits(obs, mask), temperature, generator, step)
 
     @torch.no_grad()
     def logits(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Actor logits without gradient, disallowed actions at −inf: obs [N, D] → [N, A]."""
-        return masked_logits(self.actor(obs), mask)
+        """Actor logits without gradient, disallowed actions at −inf: obs [N, *obs_shape] → [N, A]."""
+        return masked_logits(self.actor(self.network_inputs(obs)), mask)
 
     def update(self, batch: Batch, temperature: float, generator: torch.Generator | None) -> dict[str, Tensor]:
         """One critic step on a batch, and one actor (and α) step every `actor_update_every` calls.
@@ -169,9 +212,10 @@ class ActorCritic:
             0-d detached tensors: losses/critic, losses/actor, policy/entropy, policy/grad_norm
             (the last actor step's), values/q_mean, policy/entropy_coef.
         """
-        critic_loss, q_mean = self._critic_step(batch, temperature, generator)
+        obs = self.network_inputs(batch.obs)
+        critic_loss, q_mean = self._critic_step(obs, batch, temperature, generator)
         if self._updates % self.actor_update_every == 0:
-            self._last_actor = self._actor_step(batch.obs, batch.mask, temperature, generator)
+            self._last_actor = self._actor_step(obs, batch.mask, temperature, generator)
         self._updates += 1
         # Between actor steps, report the last one (kept in checkpoints, so a resume logs the same).
         actor_loss, entropy, grad_norm = self._last_actor
@@ -180,20 +224,31 @@ class ActorCritic:
                 "policy/grad_norm": grad_norm, "values/q_mean": q_mean,
                 "policy/entropy_coef": self._entropy_coef.clone()}
 
-    def _critic_step(self, batch: Batch, temperature: float,
+    @torch.no_grad()
+    def td_target(self, batch: Batch, temperature: float, generator: torch.Generator | None) -> Tensor:
+        """The critics' regression target for each transition of `batch`: [B].
+
+        `Σ_i γ^i r_i + γ^k (1 − terminated) · V'(s_k)` over the batch's reward windows, V' as in
+        the class docstring.
+        """
+        next_obs = self.network_inputs(batch.next_obs)
+        next_logits = masked_logits(self.actor(next_obs), batch.next_mask)
+        next_selection = self.selector.select(next_logits, temperature, generator)
+        target = self.target_critic.bind(next_obs)
+        if self.critic_target == "expected":
+            next_value = (next_selection.probs * target.all()).sum(-1)
+        else:
+            next_value = target.of(next_selection.action)
+        next_value = next_value + self._entropy_coef * next_selection.entropy
+        window = batch.reward.shape[-1]
+        rewards = (batch.reward * self._discounts[:window]).sum(-1)
+        return rewards + self._discounts[batch.steps] * (1.0 - batch.terminated) * next_value
+
+    def _critic_step(self, obs: Tensor, batch: Batch, temperature: float,
                      generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        with torch.no_grad():
-            next_logits = masked_logits(self.actor(batch.next_obs), batch.next_mask)
-            next_selection = self.selector.select(next_logits, temperature, generator)
-            target = self.target_critic.bind(batch.next_obs)
-            if self.critic_target == "expected":
-                next_value = (next_selection.probs * target.all()).sum(-1)
-            else:
-                next_value = target.of(next_selection.action)
-            next_value = next_value + self._entropy_coef * next_selection.entropy
-            td_target = batch.reward + self.gamma * (1.0 - batch.terminated) * next_value
-        taken = F.one_hot(batch.action, self.actor.num_actions).to(batch.obs.dtype)
-        q_values = self.critic.values(batch.obs, taken)  # [E, B]
+        td_target = self.td_target(batch, temperature, generator)
+        taken = F.one_hot(batch.action, self.actor.num_actions).to(obs.dtype)
+        q_values = self.critic.values(obs, taken)  # [E, B]
         loss = (q_values - td_target).square().mean(-1).sum()
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -230,6 +285,7 @@ class ActorCritic:
                 "actor_optimizer": self.actor_optimizer.state_dict(),
                 "critic_optimizer": self.critic_optimizer.state_dict(), "updates": self._updates,
                 "last_actor": self._last_actor,
+                **({"normalizer": self.normalizer.state_dict()} if self.normalizer is not None else {}),
                 **({"log_entropy_coef": self.log_entropy_coef.detach().clone(),
                     "entropy_optimizer": self.entropy_optimizer.state_dict()}
                    if self.log_entropy_coef is not None else {})}
@@ -243,6 +299,8 @@ class ActorCritic:
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self._updates = state.get("updates", 0)
         self._last_actor = tuple(state.get("last_actor", self._last_actor))
+        if self.normalizer is not None:
+            self.normalizer.load_state_dict(state["normalizer"])
         if self.log_entropy_coef is not None and "log_entropy_coef" in state:
             with torch.no_grad():
                 self.log_entropy_coef.copy_(state["log_entropy_coef"])
