@@ -2,9 +2,11 @@
 
 The framework side is `Trainer._update()` exactly as training calls it (replay sampling, the
 selector, twin critics in one batched pass, fused Adam, Polyak averaging). The bare side is
-what one would write from scratch with plain torch: an actor MLP, two critic MLPs and their
-targets, `F.gumbel_softmax`, the expected-value critic target, Adam, a Polyak loop.
-Both use the same batch size, widths, learning rates and discount, one thread.
+what one would write from scratch with plain torch: an actor network, two critic networks and
+their targets, `F.gumbel_softmax`, the expected-value critic target, Adam, a Polyak loop.
+Both use the same batch size, networks, learning rates and discount, one thread. Two network
+kinds: MLPs on CartPole-v1 (hidden widths from `--widths`), and the convolutional encoder on
+MinAtar Breakout (one 3×3 convolution with 16 channels, then 128 units, as its preset).
 
 Prints a Markdown table of mean milliseconds per update and the ratio framework / bare.
 
@@ -39,13 +41,22 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def network(obs_shape: tuple[int, ...], hidden: list[int], actions: int) -> nn.Sequential:
+    """An MLP for vectors; for images [C, H, W], a 3×3 convolution with 16 channels first."""
+    if len(obs_shape) == 1:
+        return mlp([obs_shape[0], *hidden, actions])
+    channels, height, width = obs_shape
+    return nn.Sequential(nn.Conv2d(channels, 16, 3), nn.ReLU(), nn.Flatten(),
+                         mlp([16 * (height - 2) * (width - 2), *hidden, actions]))
+
+
 class BareUpdate:
     """A from-scratch Gumbel-softmax actor-critic update with two Q-head critics."""
 
-    def __init__(self, obs_dim: int, actions: int, width: int, gamma: float, rate: float,
+    def __init__(self, obs_shape: tuple[int, ...], actions: int, hidden: list[int], gamma: float, rate: float,
                  actor_lr: float, critic_lr: float, actor_every: int) -> None:
-        self.actor = mlp([obs_dim, width, width, actions])
-        self.q1, self.q2 = mlp([obs_dim, width, width, actions]), mlp([obs_dim, width, width, actions])
+        self.actor = network(obs_shape, hidden, actions)
+        self.q1, self.q2 = network(obs_shape, hidden, actions), network(obs_shape, hidden, actions)
         self.t1, self.t2 = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=actor_lr)
         self.critic_opt = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=critic_lr)
@@ -86,12 +97,12 @@ def mean_ms(fn, repeats: int, warmup: int = 30) -> float:
     return statistics.fmean(times) * 1e3  # a mean: one call in actor_update_every also steps the actor
 
 
-def measure(width: int, repeats: int) -> tuple[float, float, int]:
+def measure(overrides: list[str], repeats: int) -> tuple[float, float, int]:
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            f"agent.actor.hidden_sizes=[{width},{width}]", f"agent.critic.hidden_sizes=[{width},{width}]",
-            "trainer.progress=false", "trainer.updates_per_round=1"])
+        cfg = compose(config_name="train", overrides=[*overrides, "trainer.progress=false",
+                                                      "trainer.updates_per_round=1", "agent.n_step=1",
+                                                      "agent.critic.ensemble=2", "agent.critic.pessimism=1"])
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = build_trainer(cfg, Path(run_dir))
         while trainer.step < 5000:  # fill the buffer with random-policy transitions
@@ -99,15 +110,20 @@ def measure(width: int, repeats: int) -> tuple[float, float, int]:
         # `_update` is one round of `updates_per_round` updates; time per update
         framework = mean_ms(trainer._update, repeats) / trainer.settings.updates_per_round
         buffer, agent = trainer.buffer, cfg.agent
-        bare = BareUpdate(buffer.obs.shape[1], trainer.num_actions, width, agent.gamma,
-                          agent.target_update_rate, agent.actor.lr, agent.critic.lr, agent.actor_update_every)
+        bare = BareUpdate(tuple(buffer.obs.shape[2:]), trainer.num_actions, list(agent.actor.hidden_sizes),
+                          agent.gamma, agent.target_update_rate, agent.actor.lr, agent.critic.lr,
+                          agent.actor_update_every)
         generator = torch.Generator().manual_seed(0)
         batch_size = trainer.settings.batch_size
+        # the stored transitions as flat tensors, the invalid (reset) ones left out
+        valid = buffer.valid[: buffer.filled].flatten()
+        stored = {name: getattr(buffer, name)[: buffer.filled].flatten(0, 1)[valid]
+                  for name in ("obs", "action", "reward", "next_obs", "terminated")}
 
         def bare_step() -> None:
-            index = torch.randint(buffer.size, (batch_size,), generator=generator)
-            bare(buffer.obs[index], buffer.action[index], buffer.reward[index], buffer.next_obs[index],
-                 buffer.terminated[index], 1.0)
+            index = torch.randint(len(stored["action"]), (batch_size,), generator=generator)
+            bare(stored["obs"][index], stored["action"][index], stored["reward"][index], stored["next_obs"][index],
+                 stored["terminated"][index].float(), 1.0)
 
         bare_ms = mean_ms(bare_step, repeats)
         trainer.logger.close(None)
@@ -120,12 +136,16 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 256])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread, CartPole-v1, mean of {args.repeats} updates\n")
-    print("| width | batch | rlgumbel trainer update (ms) | bare torch update (ms) | ratio |")
-    print("|---:|---:|---:|---:|---:|")
-    for width in args.widths:
-        framework, bare, batch = measure(width, args.repeats)
-        print(f"| {width} | {batch} | {framework:.2f} | {bare:.2f} | {framework / bare:.2f} |")
+    print(f"torch {torch.__version__}, 1 thread, mean of {args.repeats} updates, twin critics\n")
+    print("| network | env | batch | rlgumbel trainer update (ms) | bare torch update (ms) | ratio |")
+    print("|---|---|---:|---:|---:|---:|")
+    cases = [(f"MLP {width}x{width}", "cartpole", [f"agent.actor.hidden_sizes=[{width},{width}]",
+                                                   f"agent.critic.hidden_sizes=[{width},{width}]"])
+             for width in args.widths]
+    cases.append(("CNN 16ch 3x3 + 128", "minatar_breakout", ["env=minatar_breakout"]))
+    for name, env, overrides in cases:
+        framework, bare, batch = measure(overrides, args.repeats)
+        print(f"| {name} | {env} | {batch} | {framework:.2f} | {bare:.2f} | {framework / bare:.2f} |")
 
 
 if __name__ == "__main__":

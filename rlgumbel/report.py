@@ -49,6 +49,7 @@ from tensorboard.plugins.hparams.metadata import SESSION_END_INFO_TAG, SESSION_S
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from tensorboard.util import tensor_util
 
+from rlgumbel import aggregate
 from rlgumbel.names import option_name
 
 DEFAULT_METRIC = "charts/eval_return_greedy"
@@ -860,19 +861,94 @@ def env_section(env: str, summaries: list[GroupSummary], metric: str, out_dir: P
     return "\n".join(parts)
 
 
+def method_name(label: Label) -> str:
+    """A group's label without the keys that only tell its env's groups apart: what the same
+    method is called in every env (selector, schedule and temperatures)."""
+    return f"{label.selector}, {label.schedule} {label.temperature}".rstrip()
+
+
+def _random_and_solved(group: Group) -> tuple[float, float] | None:
+    random_return, solved = group.config.get("env.random_return"), group.config.get("env.solved_return")
+    if random_return is None or solved is None or float(random_return) == float(solved):
+        return None
+    return float(random_return), float(solved)
+
+
+def across_envs_section(summaries: dict[str, list[GroupSummary]], metric: str, out_dir: Path, seed: int,
+                        files: list[Path]) -> str:
+    """The Markdown section that aggregates each method over the envs (at least two) whose
+    groups ran it: normalised final returns, IQM with a stratified bootstrap interval, and
+    performance profiles. Empty when fewer than two envs have normalisable groups."""
+    by_method: dict[str, dict[str, np.ndarray]] = {}
+    skipped = []
+    for env, env_summaries in summaries.items():
+        for summary in env_summaries:
+            scale = _random_and_solved(summary.group)
+            if scale is None:
+                skipped.append(env)
+                continue
+            if len(summary.finals):
+                scores = aggregate.normalised_scores(summary.finals, *scale)
+                by_method.setdefault(method_name(summary.group.label), {})[env] = scores
+    methods = {name: strata for name, strata in by_method.items() if len(strata) >= 2}
+    if not methods:
+        return ""
+    header = ["method", "envs", "runs", "IQM of normalised final return [95% CI]", "mean normalised"]
+    rows = []
+    for name, strata in methods.items():
+        pooled = np.concatenate(list(strata.values()))
+        low, high = aggregate.stratified_interval(list(strata.values()), aggregate.pooled_iqm, seed)
+        rows.append([name, str(len(strata)), str(len(pooled)),
+                     f"{_number(float(aggregate.pooled_iqm(pooled)), 2)} [{_number(low, 2)}, {_number(high, 2)}]",
+                     _number(float(pooled.mean()), 2)])
+    parts = ["## Across envs", "",
+             f"Normalised score: (final `{metric}` − `env.random_return`) / (`env.solved_return` − "
+             "`env.random_return`), so 0 is the uniformly random policy and 1 the solved return. IQM over "
+             "the pooled runs of every env a method ran in; 95% CI: percentile bootstrap resampling runs "
+             f"within each env (stratified; {aggregate.RESAMPLES:,} resamples, seed {seed}). Agarwal et al. (2021).",
+             "", _markdown_table(header, rows, "lrrrr"), ""]
+    if skipped:
+        parts += [f"Left out (no `env.random_return` to normalise by): {', '.join(sorted(set(skipped)))}.", ""]
+    path = out_dir / "performance_profiles.png"
+    plot_performance_profiles(methods, path, seed)
+    files.append(path)
+    parts += [f"![performance profiles]({path.name})", ""]
+    return "\n".join(parts)
+
+
+def plot_performance_profiles(methods: Mapping[str, Mapping[str, np.ndarray]], path: Path, seed: int) -> None:
+    """Fraction of runs with normalised score > τ against τ, one line per method, with 95%
+    stratified bootstrap bands."""
+    pooled = np.concatenate([s for strata in methods.values() for s in strata.values()])
+    thresholds = np.linspace(min(0.0, float(pooled.min())), max(1.0, float(pooled.max())), 101)
+    figure = _new_figure(width=10.0, height=5.5)
+    axes = figure.add_subplot()
+    for index, (name, strata) in enumerate(methods.items()):
+        curve, low, high = aggregate.profile_with_interval(list(strata.values()), thresholds, seed)
+        style = _line_style(index)
+        axes.plot(thresholds, curve, label=f"{name} ({len(strata)} envs)", **style)
+        axes.fill_between(thresholds, low, high, color=style["color"], alpha=0.15, linewidth=0)
+    axes.set(title="Performance profiles: fraction of runs with normalised final return > τ\n"
+                   "95% stratified bootstrap bands", xlabel="normalised score τ", ylabel="fraction of runs > τ",
+             ylim=(0, 1.02))
+    _legend_outside(axes)
+    figure.savefig(path, dpi=110)
+
+
 def _check_metric(runs: Sequence[Run], metric: str) -> None:
     if not any(metric in run.scalars for run in runs):
         tags = sorted({tag for run in runs for tag in run.scalars})
         raise ReportError(f"no run logged the metric {metric!r}; logged tags: {', '.join(tags) or 'none'}")
 
 
-def write_report(sweep_dir: Path, out_dir: Path | None = None, metric: str = DEFAULT_METRIC,
+def write_report(sweep_dirs: Path | Sequence[Path], out_dir: Path | None = None, metric: str = DEFAULT_METRIC,
                  threshold: float | None = None, seed: int = 0, csv_tags: Sequence[str] = ("",)) -> Report:
-    """Read a sweep and write its report: report.md (tables), PNG plots and scalars.csv.
+    """Read one or more sweeps and write their report: report.md (tables), PNG plots and
+    scalars.csv; with runs of two or more envs, also an aggregate across envs.
 
     Args:
-        sweep_dir: the sweep folder (run folders up to two levels down).
-        out_dir: where to write; default `<sweep_dir>/report`.
+        sweep_dirs: the sweep folder(s) (run folders up to two levels down).
+        out_dir: where to write; default `<first sweep dir>/report`.
         metric: scalar tag whose last value is a run's final return.
         threshold: level for steps-to-threshold; None: each group's `env.solved_return`.
         seed: bootstrap seed (the report is reproducible for a given seed).
@@ -882,10 +958,10 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None, metric: str = DEF
     Raises:
         ReportError: no such folder, no runs in it, or no run logged `metric`.
     """
-    sweep_dir = Path(sweep_dir)
-    runs = load_sweep(sweep_dir)
+    sweep_dirs = [Path(sweep_dirs)] if isinstance(sweep_dirs, (str, Path)) else list(dict.fromkeys(map(Path, sweep_dirs)))
+    runs = [run for sweep_dir in sweep_dirs for run in load_sweep(sweep_dir)]
     _check_metric(runs, metric)
-    out_dir = Path(out_dir) if out_dir is not None else sweep_dir / "report"
+    out_dir = Path(out_dir) if out_dir is not None else sweep_dirs[0] / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     groups = group_runs(runs)
     summaries: dict[str, list[GroupSummary]] = {}
@@ -895,9 +971,10 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None, metric: str = DEF
     counts = ", ".join(f"{sum(run.status == status for run in runs)} {status}" for status in STATUSES
                        if status != SHARED or any(run.status == SHARED for run in runs))
     overview = f"{_count(len(runs), 'run')} in {_count(len(groups), 'group')}: {counts}."
-    sections = [f"# Report: {sweep_dir}", "", overview, "", _method_note(metric, seed), ""]
+    sections = [f"# Report: {', '.join(str(d) for d in sweep_dirs)}", "", overview, "", _method_note(metric, seed), ""]
     sections += [env_section(env, env_summaries, metric, out_dir, seed, files)
                  for env, env_summaries in summaries.items()]
+    sections.append(across_envs_section(summaries, metric, out_dir, seed, files))
     markdown = "\n".join(sections).rstrip() + "\n"
     (out_dir / "report.md").write_text(markdown, encoding="utf-8")
     write_tidy_csv(groups, out_dir / "scalars.csv", csv_tags)

@@ -1,4 +1,5 @@
-"""`rlgumbel-report <sweep dir>`: tables, learning curves and tidy CSV of a sweep's runs.
+"""`rlgumbel-report <sweep dir> [<sweep dir> …]`: tables, learning curves and tidy CSV of the
+runs of one or more sweeps, and an aggregate across envs when they span several.
 
 Writes `report.md`, PNG plots and `scalars.csv` to `--out` (default `<sweep>/report`), prints
 the report and, last, the folder it went to. Exit code 0 on success, 2 with a one-line error
@@ -18,10 +19,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line: the sweep folder and the report's options."""
     parser = argparse.ArgumentParser(
         prog="rlgumbel-report",
-        description="Report on a sweep: final return per group (mean, IQM with 95%% bootstrap CI), "
-                    "env steps to a threshold, learning curves, P(improvement), tidy CSV.")
-    parser.add_argument("sweep", type=Path, help="sweep folder; runs are found by <run>/.hydra/config.yaml")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: <sweep>/report)")
+        description="Report on one or more sweeps: final return per group (mean, IQM with 95% bootstrap "
+                    "CI), env steps to a threshold, learning curves, P(improvement), an aggregate "
+                    "across envs, tidy CSV.")
+    parser.add_argument("sweeps", type=Path, nargs="+", metavar="sweep",
+                        help="sweep folder(s); runs are found by <run>/.hydra/config.yaml")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: <first sweep>/report)")
     parser.add_argument("--metric", default=DEFAULT_METRIC,
                         help=f"scalar whose last value is a run's final return (default: {DEFAULT_METRIC})")
     parser.add_argument("--threshold", type=float, default=None,
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the process exit code."""
     args = parse_args(argv)
     try:
-        report = write_report(args.sweep, args.out, args.metric, args.threshold, args.seed,
+        report = write_report(args.sweeps, args.out, args.metric, args.threshold, args.seed,
                               csv_tags=tuple(args.csv_tags.split(",")))
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
