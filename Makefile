@@ -29,7 +29,8 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/selectors_micro.py
 	$(BIN)/python benchmarks/update_overhead.py
-	$(BIN)/python benchmarks/cartpole_solve.py
+	$(BIN)/python benchmarks/random_returns.py
+	$(BIN)/python benchmarks/suite.py --envs cartpole acrobot mountain_car
 	$(BIN)/python benchmarks/report_speed.py
 	$(BIN)/python benchmarks/sweep_speed.py
 
