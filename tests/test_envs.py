@@ -3,6 +3,7 @@ trainer stores around episode ends (next-step autoreset; truncation is not termi
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import gymnasium as gym
@@ -64,6 +65,32 @@ def test_discrete_observations_become_one_hot():
     obs, _ = envs.reset(seed=0)
     assert env_shape(envs).obs_shape == (500,) and env_shape(envs).num_actions == 6
     assert obs.shape == (3, 500) and np.array_equal(obs.sum(1), np.ones(3)) and set(np.unique(obs)) == {0, 1}
+
+
+def test_minatar_ids_register_on_demand_and_images_become_channels_first():
+    envs = make_vector_env("MinAtar/Breakout-v1", 2)
+    obs, _ = envs.reset(seed=0)
+    raw = gym.make("MinAtar/Breakout-v1")  # registered by the call above
+    raw_obs, _ = raw.reset(seed=0)
+    assert raw_obs.shape == (10, 10, 4)
+    assert env_shape(envs).obs_shape == (4, 10, 10) and env_shape(envs).num_actions == 3
+    assert obs.dtype == np.float32 and obs.shape == (2, 4, 10, 10)
+    assert np.array_equal(obs[0], np.moveaxis(raw_obs, -1, 0).astype(np.float32))
+
+
+@pytest.mark.parametrize("game", ["breakout", "space_invaders", "asterix", "freeway", "seaquest"])
+def test_minatar_presets_train_with_the_image_encoder(game, compose_config, tmp_path: Path):
+    from conftest import TINY
+    from rlgumbel.config import build_trainer
+
+    cfg = compose_config(f"env=minatar_{game}", *TINY, "env.num_envs=2", "env.kwargs.max_episode_steps=100")
+    trainer = build_trainer(cfg, tmp_path)
+    networks = (trainer.agent.actor, trainer.agent.critic)
+    assert all(any(isinstance(m, torch.nn.Conv2d) for m in net.modules()) for net in networks)
+    actor_before = [p.detach().clone() for p in trainer.agent.actor.parameters()]
+    summary = trainer.run()
+    assert summary["steps"] == 400 and math.isfinite(summary["final_eval_return_greedy"])
+    assert any(not torch.equal(a, p) for a, p in zip(actor_before, trainer.agent.actor.parameters()))
 
 
 def test_stored_transitions_never_straddle_episodes(compose_config, tmp_path: Path):
