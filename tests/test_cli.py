@@ -3,6 +3,7 @@ determinism, clear errors for bad input, and exact resume after SIGTERM."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -111,3 +112,18 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(run_cli, tmp_path: Path
     # the resumed run continued the same event file's curves, without a gap or a repeat
     steps = [step for step, _ in read_scalars(stopped / "tb")["charts/eval_return_greedy"]]
     assert steps == sorted(set(steps)) == list(range(500, 3001, 500))
+
+
+def test_a_closed_stdout_does_not_fail_a_finished_run(tmp_path: Path):
+    """The summary is printed after training; if nobody reads stdout any more (the terminal or
+    the parent that piped it is gone), the run still ends as completed."""
+    run_dir = tmp_path / "run"
+    reader, writer = os.pipe()
+    os.close(reader)  # every write to `writer` now fails with EPIPE
+    try:
+        code = subprocess.run([str(TRAIN_SCRIPT), *TINY, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                              stdout=writer, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(writer)
+    assert code.returncode == 0, code.stderr
+    assert not (run_dir / "error.txt").exists() and list_checkpoints(run_dir / "checkpoints")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -66,12 +67,21 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> int:
         check_resumable(checkpoint, cfg, run_dir)
     trainer = build_trainer(cfg, run_dir, checkpoint)
     summary = trainer.run()
-    print("\n".join(_summary_lines(summary, run_dir)))
+    _say("\n".join(_summary_lines(summary, run_dir)), sys.stdout)
     if trainer.interrupted_by is not None:
-        print(f"interrupted by {signal.Signals(trainer.interrupted_by).name}; continue with: "
-              f"rlgumbel-train resume={run_dir}", file=sys.stderr)
+        _say(f"interrupted by {signal.Signals(trainer.interrupted_by).name}; continue with: "
+             f"rlgumbel-train resume={run_dir}", sys.stderr)
         return 128 + trainer.interrupted_by
     return 0
+
+
+def _say(text: str, stream) -> None:
+    """Print `text`, unless its reader has gone (a closed pipe): the run's results are on disk
+    by now, and a vanished terminal must not turn a finished run into a failed one."""
+    try:
+        print(text, file=stream, flush=True)
+    except BrokenPipeError:  # later writes (and the flush at exit) go nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def _discard_empty_run(run_dir: Path) -> None:
