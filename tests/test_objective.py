@@ -18,6 +18,7 @@ from rlgumbel.schedules import ConstantSchedule
 from rlgumbel.selectors import (
     ArgmaxSelector,
     ExpectedSelector,
+    GumbelSoftmaxSelector,
     ReinmaxSelector,
     SampleSelector,
     StraightThroughSelector,
@@ -114,3 +115,22 @@ def test_unbiased_estimators_average_to_the_gradient_of_the_shared_objective(nam
     mean, standard_error = estimates.mean(0), estimates.std(0) / ESTIMATES ** 0.5
     assert (standard_error > 0).any()
     assert ((mean - exact).abs() <= 5 * standard_error + 1e-12).all(), (mean - exact) / standard_error
+
+
+@pytest.mark.parametrize("kind", [QHeadCritic, ConcatCritic])
+def test_hard_gumbel_softmax_differs_from_soft_only_through_a_nonlinear_critic(kind):
+    """Hard forwards one-hot(argmax y), soft forwards y; both backpropagate through y. A q_head
+    critic is linear in the action vector, so its gradient ignores the forward value and the two
+    coincide (to rounding); the concat critic's does not."""
+    obs, logits, critic = problem(kind)
+    gradients = []
+    for hard in (False, True):
+        leaf = logits.clone().requires_grad_(True)
+        selector = GumbelSoftmaxSelector(hard=hard)
+        selection = selector.select(leaf, 0.5, torch.Generator().manual_seed(3))
+        objective = selector.actor_objective(selection, critic.bind(obs)).sum()
+        gradients.append(torch.autograd.grad(objective, leaf)[0])
+    if kind is QHeadCritic:
+        torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-12, atol=1e-12)
+    else:
+        assert (gradients[0] - gradients[1]).abs().max() > 1e-3
