@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup train test test-slow bench clean
+.PHONY: setup train test test-slow bench mutation clean
 
 setup: $(STAMP)
 
@@ -34,5 +34,14 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/report_speed.py
 	$(BIN)/python benchmarks/sweep_speed.py
 
+# Mutation testing of the learning rule and the selectors ([tool.mutmut] in pyproject.toml);
+# resumable: a second run retests only what changed. Several hours on 2 cores.
+MUTATION_JOBS ?= 2
+mutation: $(STAMP)
+	$(BIN)/pip install --quiet 'mutmut>=3.8'
+	$(BIN)/mutmut run --max-children $(MUTATION_JOBS)
+	$(BIN)/mutmut export-cicd-stats
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) runs multirun outputs
+	rm -rf $(VENV) runs multirun outputs mutants
