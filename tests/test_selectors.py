@@ -18,9 +18,13 @@ from torch.nn import functional as F
 from rlgumbel.schedules import ConstantSchedule, LinearSchedule
 from rlgumbel.selectors import (
     ArgmaxSelector,
+    ExpectedSelector,
+    GumbelRaoSelector,
     GumbelSoftmaxSelector,
+    ReinmaxSelector,
     SampleSelector,
     Selection,
+    StraightThroughSelector,
     gumbel_max_sample,
     gumbel_noise,
 )
@@ -156,6 +160,32 @@ def test_same_seed_same_samples_other_seed_differs(make_generator):
     first = selector.select(logits, 0.5, make_generator(7))
     again = selector.select(logits, 0.5, make_generator(7))
     other = selector.select(logits, 0.5, make_generator(8))
+    assert torch.equal(first.env_action, again.env_action) and torch.equal(first.action, again.action)
+    assert not torch.equal(first.env_action, other.env_action)
+
+
+# Every selector that samples, with the arguments that make it draw all it can (Gumbel-Rao's
+# conditional draws happen only when a gradient is wanted).
+SAMPLING_SELECTORS: dict[str, Callable[[], object]] = {
+    "sample": SampleSelector, "gumbel_soft": lambda: GumbelSoftmaxSelector(hard=False),
+    "gumbel_hard": lambda: GumbelSoftmaxSelector(hard=True), "straight_through": StraightThroughSelector,
+    "gumbel_rao": lambda: GumbelRaoSelector(samples=4), "reinmax": ReinmaxSelector, "expected": ExpectedSelector,
+}
+
+
+@pytest.mark.parametrize("kind", list(SAMPLING_SELECTORS), ids=list(SAMPLING_SELECTORS))
+def test_draws_come_from_the_runs_generator_alone(kind, make_generator):
+    """A run is reproducible from its own generator: the same generator seed gives the same
+    actions and action vectors whatever the global generator did in between; another seed
+    gives other actions."""
+    logits = torch.randn(1000, 5, generator=make_generator(0)).requires_grad_(True)
+    selector = SAMPLING_SELECTORS[kind]()
+    draws = []
+    for global_seed, seed in ((1, 7), (2, 7), (1, 8)):
+        with torch.random.fork_rng():
+            torch.manual_seed(global_seed)
+            draws.append(selector.select(logits, 1.0, make_generator(seed)))
+    first, again, other = draws
     assert torch.equal(first.env_action, again.env_action) and torch.equal(first.action, again.action)
     assert not torch.equal(first.env_action, other.env_action)
 
