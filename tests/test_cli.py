@@ -78,6 +78,26 @@ def test_unknown_group_option_names_the_allowed_ones(run_cli, tmp_path: Path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("arguments,expected", [
+    (["+experiment=nosuch"], "error: experiment=nosuch is not an option of experiment; allowed: annealing, "
+                             "compare_selectors, temperature_sweep"),
+    (["hydra/launcher=nosuch"], "error: hydra/launcher=nosuch is not an option of hydra/launcher; allowed: "
+                                "basic, joblib, slurm, submitit_local, submitit_slurm"),
+    (["hydra/sweeper=nosuch"], "error: hydra/sweeper=nosuch is not an option of hydra/sweeper; allowed: basic"),
+    (["trainer.nosuch=1"], "error: Could not override 'trainer.nosuch'. To append to your config use "
+                           "+trainer.nosuch=1"),
+    (["-m", "seed=0,1", "selector=argmax,softargmax"], "error: selector=softargmax is not an option of selector; "
+     "allowed: argmax, expected, gumbel_rao, gumbel_softmax, reinmax, sample, straight_through"),
+])
+def test_bad_options_of_hydra_itself_are_one_line_and_exit_2(arguments, expected, run_cli, tmp_path: Path):
+    """Options Hydra would report in many lines (and a sweep with one bad value) fail before any
+    job starts: one line, exit 2, nothing written."""
+    result = run_cli(*arguments, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                     cwd=tmp_path)
+    assert (result.returncode, result.stderr.strip()) == (2, expected), result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+
+
 def _final_state(run_dir: Path) -> dict:
     return torch.load(list_checkpoints(run_dir / "checkpoints")[-1], weights_only=False)
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, TINY
+from rlgumbel.cli.preflight import check_command_line
+from rlgumbel.cli.train import CONFIG_DIR
 from rlgumbel.config import build_trainer
 
 README = (REPO / "README.md").read_text()
@@ -49,10 +51,19 @@ def test_resume_commands_match_what_an_interrupted_run_prints():
     assert all(c[0].startswith("resume=runs/") for c in resume_lines)
 
 
-def test_the_error_example_is_what_the_cli_prints(cli, tmp_path: Path):
-    example = next(body for lang, body in BLOCKS if lang == "text" and body.startswith("$ rlgumbel-train"))
-    command, expected = example.strip().splitlines()
-    code, _, err = cli(*shlex.split(command)[2:], f"hydra.run.dir={tmp_path / 'run'}")
+@pytest.mark.parametrize("arguments", TRAIN_COMMANDS, ids=[" ".join(c) for c in TRAIN_COMMANDS])
+def test_every_train_command_passes_the_preflight_with_its_hydra_options(arguments):
+    assert check_command_line(arguments, CONFIG_DIR, "train") is None
+
+
+ERROR_EXAMPLES = [body.strip().splitlines() for lang, body in BLOCKS
+                  if lang == "text" and body.startswith("$ rlgumbel-train")]
+
+
+@pytest.mark.parametrize("command,expected", ERROR_EXAMPLES, ids=[c for c, _ in ERROR_EXAMPLES])
+def test_the_error_examples_are_what_the_cli_prints(command, expected, cli, tmp_path: Path):
+    code, _, err = cli(*shlex.split(command)[2:], f"hydra.run.dir={tmp_path / 'run'}",
+                       f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert code == 2 and err.strip() == expected
 
 

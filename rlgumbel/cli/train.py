@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from rlgumbel.cli.preflight import check_command_line
 from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint
 from rlgumbel.config import ConfigError, build_trainer, check_resumable, register_resolvers, resume_config
 from rlgumbel.report import FAILURE_FILE
@@ -125,26 +126,9 @@ def _hydra_main(cfg: DictConfig) -> None:
         sys.exit(code)
 
 
-GROUPS = ("env", "selector", "schedule", "agent")
-
-
-def unknown_group_option(argv: list[str]) -> str | None:
-    """A one-line error for `group=option` arguments naming no YAML in configs/<group>/."""
-    for argument in argv:
-        key, separator, value = argument.partition("=")
-        group = key.lstrip("+~")
-        if not separator or group not in GROUPS or any(c in value for c in "()[]*"):
-            continue
-        allowed = sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
-        for option in value.split(","):
-            if option not in allowed:
-                return f"error: {group}={option} is not an option of {group}; allowed: {', '.join(allowed)}"
-    return None
-
-
 def main() -> None:
     """Console entry point."""
-    message = unknown_group_option(sys.argv[1:])
+    message = check_command_line(sys.argv[1:], CONFIG_DIR, "train")
     if message:
         print(message, file=sys.stderr)
         sys.exit(2)
