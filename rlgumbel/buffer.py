@@ -59,28 +59,27 @@ class ReplayBuffer:
             are overwritten.
         obs_shape: the shape of one observation.
         num_envs: copies of the vector env, transitions per row.
-        device: where the tensors live.
         num_actions: if given, the allowed-action masks of obs and next_obs are stored too.
     """
 
     def __init__(self, capacity: int, obs_shape: Sequence[int], num_envs: int,
-                 device: torch.device | str = "cpu", num_actions: int | None = None) -> None:
+                 num_actions: int | None = None) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"trainer.buffer_size must be a whole number >= 1, got {capacity!r}")
         self.num_envs = num_envs
         self.rows = math.ceil(capacity / num_envs)
         self.capacity = self.rows * num_envs
         shape = (self.rows, num_envs)
-        self.obs = torch.zeros(*shape, *obs_shape, device=device)
-        self.next_obs = torch.zeros(*shape, *obs_shape, device=device)
-        self.action = torch.zeros(shape, dtype=torch.int64, device=device)
-        self.reward = torch.zeros(shape, device=device)
-        self.terminated = torch.zeros(shape, dtype=torch.bool, device=device)
-        self.done = torch.zeros(shape, dtype=torch.bool, device=device)  # terminated or truncated
-        self.valid = torch.zeros(shape, dtype=torch.bool, device=device)
+        self.obs = torch.zeros(*shape, *obs_shape)
+        self.next_obs = torch.zeros(*shape, *obs_shape)
+        self.action = torch.zeros(shape, dtype=torch.int64)
+        self.reward = torch.zeros(shape)
+        self.terminated = torch.zeros(shape, dtype=torch.bool)
+        self.done = torch.zeros(shape, dtype=torch.bool)  # terminated or truncated
+        self.valid = torch.zeros(shape, dtype=torch.bool)
         masks = (*shape, num_actions) if num_actions else (0, 0, 0)
-        self.mask = torch.ones(masks, dtype=torch.bool, device=device)
-        self.next_mask = torch.ones(masks, dtype=torch.bool, device=device)
+        self.mask = torch.ones(masks, dtype=torch.bool)
+        self.next_mask = torch.ones(masks, dtype=torch.bool)
         self.masked = bool(num_actions)
         self.position = 0  # next row to write
         self.filled = 0    # rows written, up to `rows`

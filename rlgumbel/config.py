@@ -20,6 +20,8 @@ from rlgumbel.schedules import Schedule
 from rlgumbel.trainer import Trainer, TrainerSettings
 
 ENV_KEYS = {"id", "num_envs", "solved_return", "random_return", "kwargs"}
+TOP_LEVEL_KEYS = {"experiment_name", "seed", "num_threads", "resume", "trainer", "env", "agent", "selector",
+                  "schedule"}
 # Keys that may differ between a run and its resumption.
 RESUME_FREE_KEYS = {"resume", "trainer.total_steps", "trainer.progress"}
 
@@ -143,7 +145,10 @@ def hparams(cfg: DictConfig) -> dict[str, float | int | str | bool]:
     }
 
 
-def _check_seed(cfg: DictConfig) -> None:
+def _check_run_keys(cfg: DictConfig) -> None:
+    unknown = set(cfg) - TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigError(f"unknown top-level keys {sorted(unknown)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
     seed = cfg.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
@@ -162,7 +167,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     Raises:
         ConfigError: a value is invalid; the message names the key.
     """
-    _check_seed(cfg)
+    _check_run_keys(cfg)
     torch.set_num_threads(cfg.num_threads)
     settings = trainer_settings(cfg)
     env = env_settings(cfg)
@@ -181,10 +186,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     shape = env_shape(envs)
     torch.manual_seed(cfg.seed)  # network initialisation
     agent = _instantiate("agent", cfg.agent, obs_shape=shape.obs_shape, num_actions=shape.num_actions,
-                         selector=selector, device=cfg.device)
+                         selector=selector)
     _, info = envs.reset(seed=cfg.seed)  # does the env give action masks? (the trainer resets again)
     masked = action_mask(info, envs.num_envs, shape.num_actions) is not None
-    buffer = ReplayBuffer(settings.buffer_size, shape.obs_shape, envs.num_envs, cfg.device,
+    buffer = ReplayBuffer(settings.buffer_size, shape.obs_shape, envs.num_envs,
                           num_actions=shape.num_actions if masked else None)
     solved = env.get("solved_return")
     logger = Logger(run_dir / "tb", hparams(cfg), OmegaConf.to_yaml(cfg, resolve=True),

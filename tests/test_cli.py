@@ -60,6 +60,7 @@ def test_same_seed_same_returns_other_seed_differs(run_cli, tmp_path: Path):
     (["schedule=constant", "schedule.start=0"], ["schedule", "temperatures must be > 0"]),
     (["env.id=Pendulum-v1"], ["env.id", "Discrete"]),
     (["trainer.batch_size=64", "trainer.buffer_size=10"], ["trainer.batch_size", "trainer.buffer_size"]),
+    (["+device=cuda"], ["unknown top-level keys ['device']"]),
 ])
 def test_bad_input_is_one_line_and_leaves_no_run_folder(overrides, words, run_cli, tmp_path: Path):
     run_dir = tmp_path / "run"
@@ -86,6 +87,7 @@ def test_unknown_group_option_names_the_allowed_ones(run_cli, tmp_path: Path):
     (["hydra/sweeper=nosuch"], "error: hydra/sweeper=nosuch is not an option of hydra/sweeper; allowed: basic"),
     (["trainer.nosuch=1"], "error: Could not override 'trainer.nosuch'. To append to your config use "
                            "+trainer.nosuch=1"),
+    (["device=cuda"], "error: Could not override 'device'. To append to your config use +device=cuda"),
     (["-m", "seed=0,1", "selector=argmax,softargmax"], "error: selector=softargmax is not an option of selector; "
      "allowed: argmax, expected, gumbel_rao, gumbel_softmax, reinmax, sample, straight_through"),
 ])

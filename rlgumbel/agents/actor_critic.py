@@ -116,15 +116,13 @@ class ActorCritic:
         encoder: "mlp" (flattened observations) or "cnn" (image observations [C, H, W]).
         conv_channels: channels of the convolutional encoder.
         max_grad_norm: gradient clipping threshold for actor and critics (> 0).
-        device: where networks live.
     """
 
     def __init__(self, obs_shape: int | Sequence[int], num_actions: int, selector: ActionSelector, *,
                  actor: Mapping[str, Any], critic: Mapping[str, Any], gamma: float, target_update_rate: float,
                  entropy_coef: float, target_entropy_fraction: float | None, entropy_lr: float,
                  actor_update_every: int, critic_target: str, n_step: int, normalize_observations: bool,
-                 encoder: str, conv_channels: int, max_grad_norm: float,
-                 device: torch.device | str = "cpu") -> None:
+                 encoder: str, conv_channels: int, max_grad_norm: float) -> None:
         actor_settings = _settings(ActorSettings, "actor", dict(actor))
         critic_settings = _settings(CriticSettings, "critic", dict(critic))
         if critic_settings.kind not in CRITICS:
@@ -155,29 +153,29 @@ class ActorCritic:
         obs_shape = as_shape(obs_shape)
 
         networks = {"encoder": encoder, "channels": conv_channels}
-        self.actor = Actor(obs_shape, num_actions, actor_settings.hidden_sizes, **networks).to(device)
+        self.actor = Actor(obs_shape, num_actions, actor_settings.hidden_sizes, **networks)
         _check_range("actor.init_scale", actor_settings.init_scale, 0.0, float("inf"))
         self.actor.scale_initial_logits(actor_settings.init_scale)
         _check_whole("critic.ensemble", critic_settings.ensemble, 1)
         pessimism = _check_range("critic.pessimism", critic_settings.pessimism, -float("inf"), float("inf"))
         self.critic = CRITICS[critic_settings.kind](obs_shape, num_actions, critic_settings.hidden_sizes,
                                                     ensemble=critic_settings.ensemble, pessimism=pessimism,
-                                                    **networks).to(device)
+                                                    **networks)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.normalizer = ObservationNormalizer(obs_shape).to(device) if normalize_observations else None
+        self.normalizer = ObservationNormalizer(obs_shape) if normalize_observations else None
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=actor_settings.lr, fused=True)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=critic_settings.lr, fused=True)
         self._actor_params = list(self.actor.parameters())
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.target_critic.parameters())
-        self._discounts = self.gamma ** torch.arange(self.n_step + 1, dtype=torch.float64, device=device).float()
+        self._discounts = self.gamma ** torch.arange(self.n_step + 1, dtype=torch.float64).float()
         # α as a tensor: a constant, or exp(log α) trained towards the target entropy.
         self.target_entropy: float | None = None
         self.log_entropy_coef: Tensor | None = None
-        self._entropy_coef = torch.tensor(self.entropy_coef, device=device)
+        self._entropy_coef = torch.tensor(self.entropy_coef)
         if target_entropy_fraction is not None:
             self.target_entropy = float(target_entropy_fraction) * math.log(num_actions)
-            self.log_entropy_coef = torch.tensor(math.log(self.entropy_coef), device=device, requires_grad=True)
+            self.log_entropy_coef = torch.tensor(math.log(self.entropy_coef), requires_grad=True)
             self.entropy_optimizer = torch.optim.Adam([self.log_entropy_coef], lr=self.entropy_lr)
         nan = torch.tensor(math.nan)
         self._last_actor: tuple[Tensor, Tensor, Tensor] = (nan, nan, nan)  # loss, entropy, grad norm
