@@ -78,16 +78,20 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=sorted(p.stem for p in CONFIGS.glob("*.yaml")))
     parser.add_argument("--episodes", type=int, default=100)
     args = parser.parse_args()
-    print(f"| env preset | id | random return (mean ± s.e., {args.episodes} episodes) | preset's random_return "
-          "| optimal return | preset's solved_return |")
+    print(
+        f"| env preset | id | random return (mean ± s.e., {args.episodes} episodes) | preset's random_return "
+        "| optimal return | preset's solved_return |"
+    )
     print("|---|---|---:|---:|---:|---:|")
     for name in args.envs:
         env = OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml").env, resolve=True)
         returns = random_returns(env["id"], env.get("kwargs") or {}, args.episodes)
         sem = returns.std(ddof=1) / math.sqrt(len(returns))
         optimal = optimal_return(env["id"], env.get("kwargs") or {})
-        print(f"| {name} | {env['id']} | {returns.mean():.1f} ± {sem:.1f} | {env.get('random_return', '—')} | "
-              f"{'—' if optimal is None else f'{optimal:.2f}'} | {env.get('solved_return', '—')} |")
+        print(
+            f"| {name} | {env['id']} | {returns.mean():.1f} ± {sem:.1f} | {env.get('random_return', '—')} | "
+            f"{'—' if optimal is None else f'{optimal:.2f}'} | {env.get('solved_return', '—')} |"
+        )
 
 
 if __name__ == "__main__":

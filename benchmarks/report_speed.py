@@ -43,11 +43,24 @@ TOTAL_STEPS = 100_000
 EVAL_EVERY = 2_500
 LOG_EVERY = 1_000
 EPISODES = 500
-SELECTORS = [("argmax", []), ("sample", []), ("gumbel_softmax", ["selector.hard=false"]),
-             ("gumbel_softmax", ["selector.hard=true"])]
+SELECTORS = [
+    ("argmax", []),
+    ("sample", []),
+    ("gumbel_softmax", ["selector.hard=false"]),
+    ("gumbel_softmax", ["selector.hard=true"]),
+]
 TEMPERATURES = [0.1, 0.3, 1.0, 3.0, 10.0]
-LOGGED_EVERY_1000 = ["losses/critic", "losses/actor", "policy/entropy", "policy/grad_norm", "values/q_mean",
-                     "policy/temperature", "policy/epsilon", "perf/steps_per_second", "perf/wall_seconds"]
+LOGGED_EVERY_1000 = [
+    "losses/critic",
+    "losses/actor",
+    "policy/entropy",
+    "policy/grad_norm",
+    "values/q_mean",
+    "policy/temperature",
+    "policy/epsilon",
+    "perf/steps_per_second",
+    "perf/wall_seconds",
+]
 
 
 def run_overrides(num_runs: int) -> list[list[str]]:
@@ -57,8 +70,17 @@ def run_overrides(num_runs: int) -> list[list[str]]:
     for selector, extra in SELECTORS:
         for temperature in TEMPERATURES:
             for seed in range(seeds):
-                runs.append([f"selector={selector}", *extra, "schedule=constant", f"schedule.start={temperature}",
-                             f"seed={seed}", f"trainer.total_steps={TOTAL_STEPS}", f"trainer.eval_every={EVAL_EVERY}"])
+                runs.append(
+                    [
+                        f"selector={selector}",
+                        *extra,
+                        "schedule=constant",
+                        f"schedule.start={temperature}",
+                        f"seed={seed}",
+                        f"trainer.total_steps={TOTAL_STEPS}",
+                        f"trainer.eval_every={EVAL_EVERY}",
+                    ]
+                )
     return runs[:num_runs]
 
 
@@ -93,12 +115,15 @@ def write_run(run_dir: Path, overrides: list[str], index: int) -> None:
     step, episode_return = next(episodes)
     for boundary in range(LOG_EVERY, TOTAL_STEPS + 1, LOG_EVERY):
         while step is not None and step <= boundary:
-            logger.scalars({"charts/episodic_return": episode_return, "charts/episodic_length": episode_return},
-                           int(step))
+            logger.scalars(
+                {"charts/episodic_return": episode_return, "charts/episodic_length": episode_return}, int(step)
+            )
             step, episode_return = next(episodes, (None, None))
         if boundary % EVAL_EVERY == 0:
-            logger.scalars({"charts/eval_return_greedy": next(eval_greedy),
-                            "charts/eval_return_sampled": next(eval_sampled)}, boundary)
+            logger.scalars(
+                {"charts/eval_return_greedy": next(eval_greedy), "charts/eval_return_sampled": next(eval_sampled)},
+                boundary,
+            )
         logger.scalars({tag: float(rng.normal()) for tag in LOGGED_EVERY_1000}, boundary)
     logger.close("success")
 
@@ -138,8 +163,11 @@ def reader_seconds_per_run(sweep_dir: Path, num_runs: int) -> dict[str, float]:
             for _ in EventFileLoader(str(path)).Load():
                 pass
 
-    readers = {"tensorboard EventAccumulator": accumulator, "tensorboard EventFileLoader": file_loader,
-               "rlgumbel.report.read_events": read_events}
+    readers = {
+        "tensorboard EventAccumulator": accumulator,
+        "tensorboard EventFileLoader": file_loader,
+        "rlgumbel.report.read_events": read_events,
+    }
     seconds = {}
     for name, read in readers.items():
         start = time.perf_counter()
@@ -162,8 +190,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reader-runs", type=int, default=20, help="runs read by each reader in table 2")
-    parser.add_argument("--keep", type=Path, default=None,
-                        help="build the sweep under this folder (or reuse it) and keep it")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="build the sweep under this folder (or reuse it) and keep it"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="report_speed_")) if args.keep is None else args.keep
     sweep_dir = root / "sweep"
@@ -178,9 +207,11 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"synthetic sweep: {args.runs} runs, {event_bytes / 1e6:.1f} MB of event files, "
-          f"built in {build_seconds:.1f} s\n")
-    print("| runs | report wall time, median of %d (s) | min (s) | max (s) | target (s) |" % args.repeats)
+    print(
+        f"synthetic sweep: {args.runs} runs, {event_bytes / 1e6:.1f} MB of event files, "
+        f"built in {build_seconds:.1f} s\n"
+    )
+    print(f"| runs | report wall time, median of {args.repeats} (s) | min (s) | max (s) | target (s) |")
     print("|---:|---:|---:|---:|---:|")
     print(f"| {args.runs} | {statistics.median(times):.2f} | {min(times):.2f} | {max(times):.2f} | 30 |")
     print(f"\n| event-file reader | ms per run (mean of {args.reader_runs} runs) | × rlgumbel |")

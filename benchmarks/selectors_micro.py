@@ -33,8 +33,7 @@ SHAPES = [(4096, 18), (1024, 6), (256, 2)]
 TEMPERATURE = 0.5
 
 
-def median_microseconds(cases: dict[str, Callable[[], object]], repeats: int,
-                        warmup: int) -> dict[str, float]:
+def median_microseconds(cases: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, float]:
     """Median wall time in µs of each case, timed round-robin so that load from other
     processes on a shared machine hits every case alike."""
     for fn in cases.values():
@@ -60,16 +59,17 @@ def forward_backward_cases(shape: tuple[int, int]) -> dict[str, Callable[[], Non
         def run() -> None:
             logits = base.clone().requires_grad_()
             (selector.select(logits, TEMPERATURE, generator).action * weights).sum().backward()
+
         return run
 
     def torchs(is_hard: bool) -> Callable[[], None]:
         def run() -> None:
             logits = base.clone().requires_grad_()
             (F.gumbel_softmax(logits, tau=TEMPERATURE, hard=is_hard) * weights).sum().backward()
+
         return run
 
-    return {"soft": ours(soft), "hard": ours(hard),
-            "torch_soft": torchs(False), "torch_hard": torchs(True)}
+    return {"soft": ours(soft), "hard": ours(hard), "torch_soft": torchs(False), "torch_hard": torchs(True)}
 
 
 def noise_cases(shape: tuple[int, int]) -> dict[str, Callable[[], object]]:
@@ -86,25 +86,33 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread, median of {args.repeats} after {args.warmup} warmup, "
-          f"temperature {TEMPERATURE}\n")
+    print(
+        f"torch {torch.__version__}, 1 thread, median of {args.repeats} after {args.warmup} warmup, "
+        f"temperature {TEMPERATURE}\n"
+    )
 
-    print("| logits | ours soft (µs) | torch soft (µs) | ours/torch soft "
-          "| ours hard (µs) | torch hard (µs) | ours/torch hard |")
+    print(
+        "| logits | ours soft (µs) | torch soft (µs) | ours/torch soft "
+        "| ours hard (µs) | torch hard (µs) | ours/torch hard |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for shape in SHAPES:
         t = median_microseconds(forward_backward_cases(shape), args.repeats, args.warmup)
-        print(f"| [{shape[0]}, {shape[1]}] | {t['soft']:.1f} | {t['torch_soft']:.1f} "
-              f"| {t['soft'] / t['torch_soft']:.2f} | {t['hard']:.1f} | {t['torch_hard']:.1f} "
-              f"| {t['hard'] / t['torch_hard']:.2f} |")
+        print(
+            f"| [{shape[0]}, {shape[1]}] | {t['soft']:.1f} | {t['torch_soft']:.1f} "
+            f"| {t['soft'] / t['torch_soft']:.2f} | {t['hard']:.1f} | {t['torch_hard']:.1f} "
+            f"| {t['hard'] / t['torch_hard']:.2f} |"
+        )
 
     print("\nNoise alone (float32):\n")
     print("| shape | gumbel_noise: rand+clamp+2 logs (µs) | -log(exponential_) (µs) | ratio |")
     print("|---|---:|---:|---:|")
     for shape in SHAPES:
         t = median_microseconds(noise_cases(shape), args.repeats, args.warmup)
-        print(f"| [{shape[0]}, {shape[1]}] | {t['gumbel_noise']:.1f} | {t['exponential_']:.1f} "
-              f"| {t['gumbel_noise'] / t['exponential_']:.2f} |")
+        print(
+            f"| [{shape[0]}, {shape[1]}] | {t['gumbel_noise']:.1f} | {t['exponential_']:.1f} "
+            f"| {t['gumbel_noise'] / t['exponential_']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,16 @@ from rlgumbel.report import (
     steps_to_threshold,
 )
 
-ENVS = ("cartpole", "acrobot", "mountain_car", "lunar_lander", "taxi", "cliff_walking",
-        "minatar_breakout", "minatar_space_invaders")
+ENVS = (
+    "cartpole",
+    "acrobot",
+    "mountain_car",
+    "lunar_lander",
+    "taxi",
+    "cliff_walking",
+    "minatar_breakout",
+    "minatar_space_invaders",
+)
 CLASSIC_CONTROL = ("cartpole", "acrobot", "mountain_car")
 # Selector variants: the overrides that pick each one.
 SELECTORS = {
@@ -64,8 +72,13 @@ SELECTORS = {
     "reinmax": ["selector=reinmax", "schedule=constant", "schedule.start=1.0"],
     "expected": ["selector=expected"],
 }
-QUICK = ["trainer.total_steps=2000", "trainer.learning_starts=500", "trainer.eval_every=1000",
-         "trainer.eval_episodes=2", "trainer.log_every=500"]
+QUICK = [
+    "trainer.total_steps=2000",
+    "trainer.learning_starts=500",
+    "trainer.eval_every=1000",
+    "trainer.eval_episodes=2",
+    "trainer.log_every=500",
+]
 BOOTSTRAP_SEED = 0  # numpy seed of every row's bootstrap interval: the tables are reproducible
 
 
@@ -90,8 +103,17 @@ def train(root: Path, env: str, selector: str, seed: int, extra: list[str]) -> N
     """Train one run through the CLI unless its folder already holds a finished or failed one;
     an interrupted run is continued from its last checkpoint."""
     folder = run_dir(root, env, selector, seed)
-    command = [sys.executable, "-m", "rlgumbel.cli.train", f"env={env}", *SELECTORS[selector], f"seed={seed}",
-               f"hydra.run.dir={folder}", "trainer.progress=false", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "rlgumbel.cli.train",
+        f"env={env}",
+        *SELECTORS[selector],
+        f"seed={seed}",
+        f"hydra.run.dir={folder}",
+        "trainer.progress=false",
+        *extra,
+    ]
     if folder.is_dir():
         status = load_run(folder, root).status
         if status in (COMPLETED, FAILED):
@@ -105,7 +127,9 @@ def train(root: Path, env: str, selector: str, seed: int, extra: list[str]) -> N
     done = subprocess.run(command, capture_output=True, text=True, cwd=root)
     (folder.parent / f"{folder.name}.log").write_text(done.stdout + done.stderr)
     state = "done" if done.returncode == 0 else f"exit {done.returncode}"
-    print(f"{env} {selector} seed {seed}: {state} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    print(
+        f"{env} {selector} seed {seed}: {state} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True
+    )
 
 
 def read_result(root: Path, env: str, selector: str, seed: int) -> RunResult:
@@ -122,9 +146,17 @@ def read_result(root: Path, env: str, selector: str, seed: int) -> RunResult:
     if greedy is None or wall is None:
         return RunResult(env, selector, seed, run.status, threshold, None, nan, nan, nan)
     seconds = final_value(wall)
-    return RunResult(env, selector, seed, run.status, threshold,
-                     steps_to_threshold(greedy, threshold) if threshold is not None else None,
-                     final_value(greedy), float(wall.steps.max()) / seconds if seconds > 0 else nan, seconds)
+    return RunResult(
+        env,
+        selector,
+        seed,
+        run.status,
+        threshold,
+        steps_to_threshold(greedy, threshold) if threshold is not None else None,
+        final_value(greedy),
+        float(wall.steps.max()) / seconds if seconds > 0 else nan,
+        seconds,
+    )
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:
@@ -141,9 +173,12 @@ def _median(values: list[float]) -> float:
 def env_table(env: str, results: list[RunResult], budget: str) -> str:
     """One env's Markdown table: a row per selector."""
     threshold = next((r.threshold for r in results if r.threshold is not None), None)
-    lines = [f"### {env} (solved: greedy eval ≥ {_fmt(threshold, 1)} within {budget} env steps)", "",
-             "| selector | solved | median steps to solved | final greedy IQM [95% CI] | steps/s | wall s |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"### {env} (solved: greedy eval ≥ {_fmt(threshold, 1)} within {budget} env steps)",
+        "",
+        "| selector | solved | median steps to solved | final greedy IQM [95% CI] | steps/s | wall s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for selector in dict.fromkeys(r.selector for r in results):
         rows = [r for r in results if r.selector == selector and r.status == COMPLETED]
         finals = np.array([r.final_greedy for r in rows])
@@ -155,17 +190,20 @@ def env_table(env: str, results: list[RunResult], budget: str) -> str:
         steps = [r.steps_to_threshold for r in rows]
         solved = sum(s is not None for s in steps)
         failed = sum(r.status != COMPLETED for r in results if r.selector == selector)
-        lines.append(f"| {selector} | {solved}/{len(rows)}{f' ({failed} failed)' if failed else ''} | "
-                     f"{_fmt(median_steps(steps) if steps else None)} | {final} | "
-                     f"{_fmt(_median([r.steps_per_second for r in rows]))} | {_fmt(_median([r.wall_seconds for r in rows]))} |")
+        lines.append(
+            f"| {selector} | {solved}/{len(rows)}{f' ({failed} failed)' if failed else ''} | "
+            f"{_fmt(median_steps(steps) if steps else None)} | {final} | "
+            f"{_fmt(_median([r.steps_per_second for r in rows]))} | {_fmt(_median([r.wall_seconds for r in rows]))} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", nargs="+", default=list(ENVS), help="env presets (configs/env/)")
-    parser.add_argument("--selectors", nargs="+", default=["gumbel_softmax"], choices=list(SELECTORS),
-                        help="selector variants")
+    parser.add_argument(
+        "--selectors", nargs="+", default=["gumbel_softmax"], choices=list(SELECTORS), help="selector variants"
+    )
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 5; 1 with --quick)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings run at once")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
@@ -185,9 +223,11 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         results = [read_result(root, *job) for job in jobs]
 
-    print(f"## The discrete suite: {seeds} seed{'s' if seeds > 1 else ''} per selector, {args.jobs} runs at once"
-          + (" (--quick: a smoke test, not a measurement)" if args.quick else "")
-          + (f", overrides: {' '.join(args.overrides)}" if args.overrides else ""))
+    print(
+        f"## The discrete suite: {seeds} seed{'s' if seeds > 1 else ''} per selector, {args.jobs} runs at once"
+        + (" (--quick: a smoke test, not a measurement)" if args.quick else "")
+        + (f", overrides: {' '.join(args.overrides)}" if args.overrides else "")
+    )
     for env in args.envs:
         budget = "2,000" if args.quick else "the preset's"
         print()

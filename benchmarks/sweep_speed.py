@@ -40,16 +40,25 @@ TARGET = 1.7
 
 def budget(total_steps: int) -> list[str]:
     """Trainer overrides: `total_steps` env steps, one evaluation and one checkpoint at the end."""
-    return [f"trainer.total_steps={total_steps}", f"trainer.learning_starts={min(1000, total_steps // 4)}",
-            f"trainer.eval_every={total_steps}", "trainer.eval_episodes=5", f"trainer.log_every={total_steps // 4}",
-            f"trainer.checkpoint_every={total_steps}", "trainer.progress=false"]
+    return [
+        f"trainer.total_steps={total_steps}",
+        f"trainer.learning_starts={min(1000, total_steps // 4)}",
+        f"trainer.eval_every={total_steps}",
+        "trainer.eval_episodes=5",
+        f"trainer.log_every={total_steps // 4}",
+        f"trainer.checkpoint_every={total_steps}",
+        "trainer.progress=false",
+    ]
 
 
 def time_sweep(sweep_dir: Path, launcher: list[str], total_steps: int) -> float:
     """Wall seconds of one `rlgumbel-train -m` sweep into `sweep_dir`; fails if a run did not complete."""
     started = time.perf_counter()
-    result = subprocess.run([str(TRAIN), "-m", *SWEEP, *budget(total_steps), *launcher,
-                             f"hydra.sweep.dir={sweep_dir}"], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(TRAIN), "-m", *SWEEP, *budget(total_steps), *launcher, f"hydra.sweep.dir={sweep_dir}"],
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - started
     if result.returncode != 0:
         sys.exit(f"sweep {' '.join(launcher) or 'basic'} failed ({result.returncode}):\n{result.stderr[-3000:]}")
@@ -81,14 +90,18 @@ def main() -> None:
 
     basic = rows[0][2]
     workers = joblib.cpu_count() if args.n_jobs == -1 else args.n_jobs
-    print(f"CartPole-v1 sweep: {RUNS} runs ({' '.join(SWEEP)}), {args.total_steps} env steps each; "
-          f"{os.cpu_count()} cores, joblib workers: {workers}\n")
+    print(
+        f"CartPole-v1 sweep: {RUNS} runs ({' '.join(SWEEP)}), {args.total_steps} env steps each; "
+        f"{os.cpu_count()} cores, joblib workers: {workers}\n"
+    )
     print("| launcher | runs | load average before (1/5/15 min) | wall time (s) | speed-up vs basic | target |")
     print("|---|---:|---|---:|---:|---:|")
     for name, load, seconds in rows:
         target = f"≥ {TARGET}×" if name == "joblib" else ""
-        print(f"| {name} | {RUNS} | {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} | {seconds:.1f} | "
-              f"{basic / seconds:.2f}× | {target} |")
+        print(
+            f"| {name} | {RUNS} | {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} | {seconds:.1f} | "
+            f"{basic / seconds:.2f}× | {target} |"
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import statistics
 import tempfile
 import time
@@ -34,7 +35,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 def mlp(sizes: list[int]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.ReLU())
@@ -46,15 +47,25 @@ def network(obs_shape: tuple[int, ...], hidden: list[int], actions: int) -> nn.S
     if len(obs_shape) == 1:
         return mlp([obs_shape[0], *hidden, actions])
     channels, height, width = obs_shape
-    return nn.Sequential(nn.Conv2d(channels, 16, 3), nn.ReLU(), nn.Flatten(),
-                         mlp([16 * (height - 2) * (width - 2), *hidden, actions]))
+    return nn.Sequential(
+        nn.Conv2d(channels, 16, 3), nn.ReLU(), nn.Flatten(), mlp([16 * (height - 2) * (width - 2), *hidden, actions])
+    )
 
 
 class BareUpdate:
     """A from-scratch Gumbel-softmax actor-critic update with two Q-head critics."""
 
-    def __init__(self, obs_shape: tuple[int, ...], actions: int, hidden: list[int], gamma: float, rate: float,
-                 actor_lr: float, critic_lr: float, actor_every: int) -> None:
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        actions: int,
+        hidden: list[int],
+        gamma: float,
+        rate: float,
+        actor_lr: float,
+        critic_lr: float,
+        actor_every: int,
+    ) -> None:
         self.actor = network(obs_shape, hidden, actions)
         self.q1, self.q2 = network(obs_shape, hidden, actions), network(obs_shape, hidden, actions)
         self.t1, self.t2 = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
@@ -68,8 +79,9 @@ class BareUpdate:
             next_q = torch.min(self.t1(next_obs), self.t2(next_obs))
             target = reward + self.gamma * (1 - terminated) * (probs * next_q).sum(-1)
         index = action.unsqueeze(-1)
-        critic_loss = (F.mse_loss(self.q1(obs).gather(-1, index).squeeze(-1), target)
-                       + F.mse_loss(self.q2(obs).gather(-1, index).squeeze(-1), target))
+        critic_loss = F.mse_loss(self.q1(obs).gather(-1, index).squeeze(-1), target) + F.mse_loss(
+            self.q2(obs).gather(-1, index).squeeze(-1), target
+        )
         self.critic_opt.zero_grad()
         critic_loss.backward()
         self.critic_opt.step()
@@ -100,9 +112,17 @@ def mean_ms(fn, repeats: int, warmup: int = 30) -> float:
 def measure(overrides: list[str], repeats: int) -> tuple[float, float, int]:
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[*overrides, "trainer.progress=false",
-                                                      "trainer.updates_per_round=1", "agent.n_step=1",
-                                                      "agent.critic.ensemble=2", "agent.critic.pessimism=1"])
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                *overrides,
+                "trainer.progress=false",
+                "trainer.updates_per_round=1",
+                "agent.n_step=1",
+                "agent.critic.ensemble=2",
+                "agent.critic.pessimism=1",
+            ],
+        )
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = build_trainer(cfg, Path(run_dir))
         while trainer.step < 5000:  # fill the buffer with random-policy transitions
@@ -110,20 +130,35 @@ def measure(overrides: list[str], repeats: int) -> tuple[float, float, int]:
         # `_update` is one round of `updates_per_round` updates; time per update
         framework = mean_ms(trainer._update, repeats) / trainer.settings.updates_per_round
         buffer, agent = trainer.buffer, cfg.agent
-        bare = BareUpdate(tuple(buffer.obs.shape[2:]), trainer.num_actions, list(agent.actor.hidden_sizes),
-                          agent.gamma, agent.target_update_rate, agent.actor.lr, agent.critic.lr,
-                          agent.actor_update_every)
+        bare = BareUpdate(
+            tuple(buffer.obs.shape[2:]),
+            trainer.num_actions,
+            list(agent.actor.hidden_sizes),
+            agent.gamma,
+            agent.target_update_rate,
+            agent.actor.lr,
+            agent.critic.lr,
+            agent.actor_update_every,
+        )
         generator = torch.Generator().manual_seed(0)
         batch_size = trainer.settings.batch_size
         # the stored transitions as flat tensors, the invalid (reset) ones left out
         valid = buffer.valid[: buffer.filled].flatten()
-        stored = {name: getattr(buffer, name)[: buffer.filled].flatten(0, 1)[valid]
-                  for name in ("obs", "action", "reward", "next_obs", "terminated")}
+        stored = {
+            name: getattr(buffer, name)[: buffer.filled].flatten(0, 1)[valid]
+            for name in ("obs", "action", "reward", "next_obs", "terminated")
+        }
 
         def bare_step() -> None:
             index = torch.randint(len(stored["action"]), (batch_size,), generator=generator)
-            bare(stored["obs"][index], stored["action"][index], stored["reward"][index], stored["next_obs"][index],
-                 stored["terminated"][index].float(), 1.0)
+            bare(
+                stored["obs"][index],
+                stored["action"][index],
+                stored["reward"][index],
+                stored["next_obs"][index],
+                stored["terminated"][index].float(),
+                1.0,
+            )
 
         bare_ms = mean_ms(bare_step, repeats)
         trainer.logger.close(None)
@@ -139,9 +174,14 @@ def main() -> None:
     print(f"torch {torch.__version__}, 1 thread, mean of {args.repeats} updates, twin critics\n")
     print("| network | env | batch | rlgumbel trainer update (ms) | bare torch update (ms) | ratio |")
     print("|---|---|---:|---:|---:|---:|")
-    cases = [(f"MLP {width}x{width}", "cartpole", [f"agent.actor.hidden_sizes=[{width},{width}]",
-                                                   f"agent.critic.hidden_sizes=[{width},{width}]"])
-             for width in args.widths]
+    cases = [
+        (
+            f"MLP {width}x{width}",
+            "cartpole",
+            [f"agent.actor.hidden_sizes=[{width},{width}]", f"agent.critic.hidden_sizes=[{width},{width}]"],
+        )
+        for width in args.widths
+    ]
     cases.append(("CNN 16ch 3x3 + 128", "minatar_breakout", ["env=minatar_breakout"]))
     for name, env, overrides in cases:
         framework, bare, batch = measure(overrides, args.repeats)

@@ -46,13 +46,16 @@ def stratified_resamples(strata: Sequence[np.ndarray], resamples: int, seed: int
         [R, Σ N_e]: row r pools, for each env, N_e of its runs drawn with replacement.
     """
     rng = np.random.default_rng(seed)
-    parts = [np.asarray(scores, dtype=np.float64)[rng.integers(len(scores), size=(resamples, len(scores)))]
-             for scores in strata]
+    parts = [
+        np.asarray(scores, dtype=np.float64)[rng.integers(len(scores), size=(resamples, len(scores)))]
+        for scores in strata
+    ]
     return np.concatenate(parts, axis=1)
 
 
-def stratified_interval(strata: Sequence[np.ndarray], statistic: Callable[..., np.ndarray],
-                        seed: int, resamples: int = RESAMPLES) -> tuple[float, float]:
+def stratified_interval(
+    strata: Sequence[np.ndarray], statistic: Callable[..., np.ndarray], seed: int, resamples: int = RESAMPLES
+) -> tuple[float, float]:
     """95% percentile interval of `statistic(pooled scores, axis=-1)` over stratified resamples."""
     values = statistic(stratified_resamples(strata, resamples, seed), axis=-1)
     tail = 100 * (1 - CONFIDENCE_LEVEL) / 2
@@ -73,8 +76,9 @@ def profile(scores: np.ndarray, thresholds: np.ndarray, axis: int = -1) -> np.nd
     return (scores[..., None, :] > thresholds[:, None]).mean(-1)
 
 
-def profile_with_interval(strata: Sequence[np.ndarray], thresholds: np.ndarray, seed: int,
-                          resamples: int = RESAMPLES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def profile_with_interval(
+    strata: Sequence[np.ndarray], thresholds: np.ndarray, seed: int, resamples: int = RESAMPLES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The performance profile of pooled runs with 95% stratified bootstrap bands.
 
     Returns:

@@ -4,8 +4,8 @@ with n-step windows read off the stored trajectories."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -38,8 +38,15 @@ class Batch:
     next_mask: Tensor | None = None
 
 
-def one_step_batch(obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminated: Tensor,
-                   mask: Tensor | None = None, next_mask: Tensor | None = None) -> Batch:
+def one_step_batch(
+    obs: Tensor,
+    action: Tensor,
+    reward: Tensor,
+    next_obs: Tensor,
+    terminated: Tensor,
+    mask: Tensor | None = None,
+    next_mask: Tensor | None = None,
+) -> Batch:
     """A `Batch` of single transitions: reward [B] becomes a window of one step."""
     steps = torch.ones(reward.shape[0], dtype=torch.int64, device=reward.device)
     return Batch(obs, action, reward.unsqueeze(-1), next_obs, terminated, steps, mask, next_mask)
@@ -62,8 +69,7 @@ class ReplayBuffer:
         num_actions: if given, the allowed-action masks of obs and next_obs are stored too.
     """
 
-    def __init__(self, capacity: int, obs_shape: Sequence[int], num_envs: int,
-                 num_actions: int | None = None) -> None:
+    def __init__(self, capacity: int, obs_shape: Sequence[int], num_envs: int, num_actions: int | None = None) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"trainer.buffer_size must be a whole number >= 1, got {capacity!r}")
         self.num_envs = num_envs
@@ -82,12 +88,21 @@ class ReplayBuffer:
         self.next_mask = torch.ones(masks, dtype=torch.bool)
         self.masked = bool(num_actions)
         self.position = 0  # next row to write
-        self.filled = 0    # rows written, up to `rows`
-        self.size = 0      # valid transitions stored
+        self.filled = 0  # rows written, up to `rows`
+        self.size = 0  # valid transitions stored
 
-    def add(self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminated: Tensor,
-            truncated: Tensor, valid: Tensor, mask: Tensor | None = None,
-            next_mask: Tensor | None = None) -> None:
+    def add(
+        self,
+        obs: Tensor,
+        action: Tensor,
+        reward: Tensor,
+        next_obs: Tensor,
+        terminated: Tensor,
+        truncated: Tensor,
+        valid: Tensor,
+        mask: Tensor | None = None,
+        next_mask: Tensor | None = None,
+    ) -> None:
         """Store one vector step: a transition for each of the N copies.
 
         Args:
@@ -113,12 +128,12 @@ class ReplayBuffer:
 
     def _sample_valid(self, batch_size: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """Uniform (row, env) pairs among the valid transitions, by redrawing invalid ones."""
-        flat = torch.randint(self.filled * self.num_envs, (batch_size,), generator=generator,
-                             device=self.obs.device)
+        flat = torch.randint(self.filled * self.num_envs, (batch_size,), generator=generator, device=self.obs.device)
         invalid = ~self.valid.view(-1)[flat]
         while bool(invalid.any()):
-            redraw = torch.randint(self.filled * self.num_envs, (int(invalid.sum()),), generator=generator,
-                                   device=self.obs.device)
+            redraw = torch.randint(
+                self.filled * self.num_envs, (int(invalid.sum()),), generator=generator, device=self.obs.device
+            )
             flat[invalid] = redraw
             invalid = ~self.valid.view(-1)[flat]
         return flat // self.num_envs, flat % self.num_envs
@@ -134,8 +149,8 @@ class ReplayBuffer:
             raise RuntimeError("cannot sample from an empty replay buffer")
         row, env = self._sample_valid(batch_size, generator)
         offsets = torch.arange(horizon, device=row.device)
-        rows = (row.unsqueeze(-1) + offsets) % self.rows                      # [B, n]
-        stored_after = (self.position - row - 1) % self.rows + 1              # rows from `row` to the newest
+        rows = (row.unsqueeze(-1) + offsets) % self.rows  # [B, n]
+        stored_after = (self.position - row - 1) % self.rows + 1  # rows from `row` to the newest
         envs = env.unsqueeze(-1).expand_as(rows)
         done = self.done[rows, envs]
         # Step i is in the window if it is stored and no earlier step of the window ended the episode.
@@ -144,22 +159,36 @@ class ReplayBuffer:
         steps = inside.sum(-1)
         last = rows.gather(-1, (steps - 1).unsqueeze(-1)).squeeze(-1)
         masks = (self.mask[row, env], self.next_mask[last, env]) if self.masked else (None, None)
-        return Batch(self.obs[row, env], self.action[row, env], self.reward[rows, envs] * inside,
-                     self.next_obs[last, env], self.terminated[last, env].float(), steps, *masks)
+        return Batch(
+            self.obs[row, env],
+            self.action[row, env],
+            self.reward[rows, envs] * inside,
+            self.next_obs[last, env],
+            self.terminated[last, env].float(),
+            steps,
+            *masks,
+        )
 
     def state_dict(self) -> dict[str, Tensor | int]:
         """The stored rows and ring position, for checkpoints."""
         names = ("obs", "next_obs", "action", "reward", "terminated", "done", "valid") + (
-            ("mask", "next_mask") if self.masked else ())
-        return {**{name: getattr(self, name)[: self.filled].clone() for name in names},
-                "position": self.position, "filled": self.filled, "size": self.size}
+            ("mask", "next_mask") if self.masked else ()
+        )
+        return {
+            **{name: getattr(self, name)[: self.filled].clone() for name in names},
+            "position": self.position,
+            "filled": self.filled,
+            "size": self.size,
+        }
 
     def load_state_dict(self, state: dict[str, Tensor | int]) -> None:
         """Restore what `state_dict` returned."""
         filled = int(state["filled"])
         if filled > self.rows or state["obs"].shape[1:2] != (self.num_envs,):
-            raise ValueError(f"checkpoint holds {filled} rows of {state['obs'].shape[1]} transitions; this buffer "
-                             f"has {self.rows} rows of {self.num_envs} (trainer.buffer_size, env.num_envs)")
+            raise ValueError(
+                f"checkpoint holds {filled} rows of {state['obs'].shape[1]} transitions; this buffer "
+                f"has {self.rows} rows of {self.num_envs} (trainer.buffer_size, env.num_envs)"
+            )
         for name, value in state.items():
             if isinstance(value, Tensor):
                 getattr(self, name)[:filled] = value

@@ -20,8 +20,7 @@ from rlgumbel.schedules import Schedule
 from rlgumbel.trainer import Trainer, TrainerSettings
 
 ENV_KEYS = {"id", "num_envs", "solved_return", "random_return", "kwargs"}
-TOP_LEVEL_KEYS = {"experiment_name", "seed", "num_threads", "resume", "trainer", "env", "agent", "selector",
-                  "schedule"}
+TOP_LEVEL_KEYS = {"experiment_name", "seed", "num_threads", "resume", "trainer", "env", "agent", "selector", "schedule"}
 # Keys that may differ between a run and its resumption.
 RESUME_FREE_KEYS = {"resume", "trainer.total_steps", "trainer.progress"}
 
@@ -34,8 +33,9 @@ def register_resolvers() -> None:
     """Resolvers the config tree uses: `resume` decides where a run's output goes."""
     if not OmegaConf.has_resolver("rlgumbel.run_dir"):
         OmegaConf.register_new_resolver("rlgumbel.run_dir", lambda resume, fresh: _resume_path(resume) or fresh)
-        OmegaConf.register_new_resolver("rlgumbel.output_subdir",
-                                        lambda resume: None if _resume_path(resume) else ".hydra")
+        OmegaConf.register_new_resolver(
+            "rlgumbel.output_subdir", lambda resume: None if _resume_path(resume) else ".hydra"
+        )
         OmegaConf.register_new_resolver("rlgumbel.run_name", run_name)
 
 
@@ -67,8 +67,10 @@ def check_resumable(checkpoint: dict[str, Any], cfg: DictConfig, run_dir: Path) 
     current = OmegaConf.to_container(cfg, resolve=True)
     differences = config_differences(checkpoint["config"], current)
     if differences:
-        raise ConfigError(f"resume: the checkpoint in {run_dir} was made with another config; "
-                          f"keys that differ: {'; '.join(differences)}")
+        raise ConfigError(
+            f"resume: the checkpoint in {run_dir} was made with another config; "
+            f"keys that differ: {'; '.join(differences)}"
+        )
 
 
 def _instantiate(key: str, node: DictConfig, **build_kwargs: Any) -> Any:
@@ -87,8 +89,10 @@ def build_temperature(cfg: DictConfig) -> Schedule:
     schedule = _instantiate("schedule", cfg.schedule)
     low, _ = schedule.bounds()
     if not low > 0:
-        raise ConfigError(f"schedule: temperatures must be > 0, but this schedule reaches {low} "
-                          "(check schedule.start and schedule.end)")
+        raise ConfigError(
+            f"schedule: temperatures must be > 0, but this schedule reaches {low} "
+            "(check schedule.start and schedule.end)"
+        )
     return schedule
 
 
@@ -97,7 +101,9 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
     values = OmegaConf.to_container(cfg.trainer, resolve=True)
     unknown = set(values) - set(TrainerSettings.__dataclass_fields__)
     if unknown:
-        raise ConfigError(f"trainer has unknown keys {sorted(unknown)}; allowed: {sorted(TrainerSettings.__dataclass_fields__)}")
+        raise ConfigError(
+            f"trainer has unknown keys {sorted(unknown)}; allowed: {sorted(TrainerSettings.__dataclass_fields__)}"
+        )
     try:
         return TrainerSettings(**values)
     except (TypeError, ValueError) as error:
@@ -175,9 +181,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     selector = _instantiate("selector", cfg.selector)
     low, _ = temperature.bounds()
     if low < selector.min_temperature:
-        raise ConfigError(f"selector={option_name(cfg.selector._target_)} needs temperatures >= "
-                          f"{selector.min_temperature}, but the schedule reaches {low} "
-                          "(check schedule.start and schedule.end)")
+        raise ConfigError(
+            f"selector={option_name(cfg.selector._target_)} needs temperatures >= "
+            f"{selector.min_temperature}, but the schedule reaches {low} "
+            "(check schedule.start and schedule.end)"
+        )
     try:
         envs = make_vector_env(env["id"], env["num_envs"], env.get("kwargs"))
         eval_envs = make_vector_env(env["id"], settings.eval_episodes, env.get("kwargs"))
@@ -185,18 +193,34 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
         raise ConfigError(str(error)) from None
     shape = env_shape(envs)
     torch.manual_seed(cfg.seed)  # network initialisation
-    agent = _instantiate("agent", cfg.agent, obs_shape=shape.obs_shape, num_actions=shape.num_actions,
-                         selector=selector)
+    agent = _instantiate(
+        "agent", cfg.agent, obs_shape=shape.obs_shape, num_actions=shape.num_actions, selector=selector
+    )
     _, info = envs.reset(seed=cfg.seed)  # does the env give action masks? (the trainer resets again)
     masked = action_mask(info, envs.num_envs, shape.num_actions) is not None
-    buffer = ReplayBuffer(settings.buffer_size, shape.obs_shape, envs.num_envs,
-                          num_actions=shape.num_actions if masked else None)
+    buffer = ReplayBuffer(
+        settings.buffer_size, shape.obs_shape, envs.num_envs, num_actions=shape.num_actions if masked else None
+    )
     solved = env.get("solved_return")
-    logger = Logger(run_dir / "tb", hparams(cfg), OmegaConf.to_yaml(cfg, resolve=True),
-                    purge_step=None if checkpoint is None else checkpoint["step"] + 1)
-    trainer = Trainer(settings, envs, eval_envs, agent, temperature, buffer, logger, run_dir, cfg.seed,
-                      solved_return=None if solved is None or math.isnan(solved) else float(solved),
-                      config=OmegaConf.to_container(cfg, resolve=True))
+    logger = Logger(
+        run_dir / "tb",
+        hparams(cfg),
+        OmegaConf.to_yaml(cfg, resolve=True),
+        purge_step=None if checkpoint is None else checkpoint["step"] + 1,
+    )
+    trainer = Trainer(
+        settings,
+        envs,
+        eval_envs,
+        agent,
+        temperature,
+        buffer,
+        logger,
+        run_dir,
+        cfg.seed,
+        solved_return=None if solved is None or math.isnan(solved) else float(solved),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
     return trainer
@@ -227,8 +251,9 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
         if key == "resume":
             continue
         if isinstance(OmegaConf.select(saved, key, default=None), DictConfig):
-            raise ConfigError(f"resume={path}: `{override}` would replace the config group `{key}`; "
-                              "a resumed run keeps its own")
+            raise ConfigError(
+                f"resume={path}: `{override}` would replace the config group `{key}`; a resumed run keeps its own"
+            )
         OmegaConf.update(saved, key, yaml_value(value), force_add=True)
     saved.resume = path
     return saved, Path(path)

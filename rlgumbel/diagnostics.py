@@ -15,7 +15,7 @@ The entropy bonus is left out: it is exact and the same for every selector.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -23,9 +23,15 @@ from torch import Tensor, nn
 from rlgumbel.selectors import ActionSelector, ActionValue
 
 
-def logit_gradients(logits: Tensor, obs: Tensor, bind: Callable[[Tensor], ActionValue],
-                    selector: ActionSelector, temperature: float, generator: torch.Generator | None,
-                    samples: int) -> tuple[Tensor, Tensor]:
+def logit_gradients(
+    logits: Tensor,
+    obs: Tensor,
+    bind: Callable[[Tensor], ActionValue],
+    selector: ActionSelector,
+    temperature: float,
+    generator: torch.Generator | None,
+    samples: int,
+) -> tuple[Tensor, Tensor]:
     """Exact and estimated gradients of the batch-mean actor objective w.r.t. the logits.
 
     Args:
@@ -55,9 +61,15 @@ def logit_gradients(logits: Tensor, obs: Tensor, bind: Callable[[Tensor], Action
     return exact, estimates.view(samples, batch, num_actions)
 
 
-def policy_gradients(actor: nn.Module, obs: Tensor, bind: Callable[[Tensor], ActionValue],
-                     selector: ActionSelector, temperature: float, generator: torch.Generator | None,
-                     samples: int) -> tuple[Tensor, Tensor]:
+def policy_gradients(
+    actor: nn.Module,
+    obs: Tensor,
+    bind: Callable[[Tensor], ActionValue],
+    selector: ActionSelector,
+    temperature: float,
+    generator: torch.Generator | None,
+    samples: int,
+) -> tuple[Tensor, Tensor]:
     """Exact and estimated actor gradients, flattened over the actor's trainable parameters.
 
     Args: as `gradient_diagnostics`.
@@ -113,9 +125,15 @@ def estimator_statistics(estimates: Tensor, exact: Tensor) -> dict[str, float]:
     }
 
 
-def gradient_diagnostics(actor: nn.Module, obs: Tensor, bind: Callable[[Tensor], ActionValue],
-                         selector: ActionSelector, temperature: float,
-                         generator: torch.Generator | None, samples: int = 32) -> dict[str, float]:
+def gradient_diagnostics(
+    actor: nn.Module,
+    obs: Tensor,
+    bind: Callable[[Tensor], ActionValue],
+    selector: ActionSelector,
+    temperature: float,
+    generator: torch.Generator | None,
+    samples: int = 32,
+) -> dict[str, float]:
     """Bias, variance and signal-to-noise of a selector's actor gradient on a batch of states.
 
     Does not touch the parameters' `.grad` nor the critic; safe to call between updates.

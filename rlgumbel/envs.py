@@ -5,8 +5,9 @@ Discrete."""
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import cloudpickle
 import gymnasium as gym
@@ -128,8 +129,16 @@ def action_mask(info: dict[str, Any], num_envs: int, num_actions: int) -> torch.
     return mask | ~present[:, None]
 
 
-_EPISODE_STATISTICS = ("episode_count", "episode_start_times", "episode_returns", "episode_lengths",
-                       "prev_dones", "time_queue", "return_queue", "length_queue")
+_EPISODE_STATISTICS = (
+    "episode_count",
+    "episode_start_times",
+    "episode_returns",
+    "episode_lengths",
+    "prev_dones",
+    "time_queue",
+    "return_queue",
+    "length_queue",
+)
 
 
 def vector_env_state(envs: RecordEpisodeStatistics) -> bytes:
@@ -137,10 +146,13 @@ def vector_env_state(envs: RecordEpisodeStatistics) -> bytes:
     generator), which copies reset on the next step, and the running episode statistics."""
     sync = envs.unwrapped
     # cloudpickle: wrappers such as FlattenObservation hold lambdas that pickle cannot store
-    return cloudpickle.dumps({
-        "envs": sync.envs, "autoreset_envs": sync._autoreset_envs,
-        "statistics": {name: getattr(envs, name) for name in _EPISODE_STATISTICS},
-    })
+    return cloudpickle.dumps(
+        {
+            "envs": sync.envs,
+            "autoreset_envs": sync._autoreset_envs,
+            "statistics": {name: getattr(envs, name) for name in _EPISODE_STATISTICS},
+        }
+    )
 
 
 def restore_vector_env_state(envs: RecordEpisodeStatistics, state: bytes) -> None:

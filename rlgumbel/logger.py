@@ -3,8 +3,8 @@ written into the run's own event file."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2
@@ -30,15 +30,14 @@ LAYOUT = {
     },
 }
 
-STATUS = {"success": api_pb2.STATUS_SUCCESS, "failure": api_pb2.STATUS_FAILURE,
-          "running": api_pb2.STATUS_RUNNING}
+STATUS = {"success": api_pb2.STATUS_SUCCESS, "failure": api_pb2.STATUS_FAILURE, "running": api_pb2.STATUS_RUNNING}
 
 
 def _session_end(status: str) -> Summary:
-    content = HParamsPluginData(session_end_info=SessionEndInfo(status=STATUS[status]),
-                                version=PLUGIN_DATA_VERSION)
-    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
-        plugin_name=PLUGIN_NAME, content=content.SerializeToString()))
+    content = HParamsPluginData(session_end_info=SessionEndInfo(status=STATUS[status]), version=PLUGIN_DATA_VERSION)
+    metadata = SummaryMetadata(
+        plugin_data=SummaryMetadata.PluginData(plugin_name=PLUGIN_NAME, content=content.SerializeToString())
+    )
     return Summary(value=[Summary.Value(tag=SESSION_END_INFO_TAG, metadata=metadata)])
 
 
@@ -54,8 +53,9 @@ class Logger:
             back (those at step k were written before the checkpoint and are kept).
     """
 
-    def __init__(self, log_dir: Path, hparams: Mapping[str, HParamValue], config_text: str,
-                 purge_step: int | None = None) -> None:
+    def __init__(
+        self, log_dir: Path, hparams: Mapping[str, HParamValue], config_text: str, purge_step: int | None = None
+    ) -> None:
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step, flush_secs=30)
         if purge_step is None:
             experiment, session_start, _ = hparams_summaries(dict(hparams), dict.fromkeys(HPARAM_METRICS, 0.0))

@@ -4,8 +4,9 @@ encoder for image observations."""
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +19,7 @@ def mlp(in_features: int, hidden_sizes: Sequence[int], out_features: int) -> nn.
     """Linear layers with ReLU between them: in → hidden_sizes… → out."""
     sizes = [in_features, *hidden_sizes]
     layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
     layers.append(nn.Linear(sizes[-1], out_features))
     return nn.Sequential(*layers)
@@ -34,8 +35,10 @@ def check_encoder(encoder: str, obs_shape: Sequence[int]) -> None:
     if encoder not in ENCODERS:
         raise ValueError(f"agent.encoder must be one of {list(ENCODERS)}, got {encoder!r}")
     if encoder == "cnn" and (len(obs_shape) != 3 or min(obs_shape[1:]) < KERNEL):
-        raise ValueError(f"agent.encoder=cnn needs image observations [channels, height, width] of at least "
-                         f"{KERNEL}×{KERNEL}, but this env's observations have shape {list(obs_shape)}; use agent.encoder=mlp")
+        raise ValueError(
+            f"agent.encoder=cnn needs image observations [channels, height, width] of at least "
+            f"{KERNEL}×{KERNEL}, but this env's observations have shape {list(obs_shape)}; use agent.encoder=mlp"
+        )
 
 
 def encoded_features(obs_shape: Sequence[int], encoder: str, channels: int) -> int:
@@ -58,14 +61,23 @@ class Actor(nn.Module):
         channels: output channels of the convolution (cnn only).
     """
 
-    def __init__(self, obs_shape: int | Sequence[int], num_actions: int, hidden_sizes: Sequence[int],
-                 encoder: str = "mlp", channels: int = 16) -> None:
+    def __init__(
+        self,
+        obs_shape: int | Sequence[int],
+        num_actions: int,
+        hidden_sizes: Sequence[int],
+        encoder: str = "mlp",
+        channels: int = 16,
+    ) -> None:
         super().__init__()
         obs_shape = as_shape(obs_shape)
         check_encoder(encoder, obs_shape)
         self.num_actions = num_actions
-        torso = (nn.Sequential(nn.Conv2d(obs_shape[0], channels, KERNEL), nn.ReLU(), nn.Flatten())
-                 if encoder == "cnn" else nn.Flatten())
+        torso = (
+            nn.Sequential(nn.Conv2d(obs_shape[0], channels, KERNEL), nn.ReLU(), nn.Flatten())
+            if encoder == "cnn"
+            else nn.Flatten()
+        )
         self.net = nn.Sequential(torso, mlp(encoded_features(obs_shape, encoder, channels), hidden_sizes, num_actions))
 
     def forward(self, obs: Tensor) -> Tensor:
@@ -116,7 +128,7 @@ class EnsembleMLP(nn.Module):
         sizes = [in_features, *hidden_sizes, out_features]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             bound = 1.0 / math.sqrt(fan_in)
             self.weights.append(nn.Parameter(torch.empty(size, fan_in, fan_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(size, 1, fan_out).uniform_(-bound, bound)))
@@ -159,7 +171,7 @@ class CriticValues:
     `of_each` and `all_each` return every member's values, for the critics' regression loss.
     """
 
-    def __init__(self, critic: "QHeadCritic | ConcatCritic", obs: Tensor) -> None:
+    def __init__(self, critic: QHeadCritic | ConcatCritic, obs: Tensor) -> None:
         self.critic, self.obs = critic, obs
         self._all_each: Tensor | None = None
 
@@ -201,8 +213,16 @@ class QHeadCritic(nn.Module):
     `pessimism`, how their values combine into Q̂ (`ensemble_value`).
     """
 
-    def __init__(self, obs_shape: int | Sequence[int], num_actions: int, hidden_sizes: Sequence[int], ensemble: int = 2,
-                 encoder: str = "mlp", channels: int = 16, pessimism: float = 1.0) -> None:
+    def __init__(
+        self,
+        obs_shape: int | Sequence[int],
+        num_actions: int,
+        hidden_sizes: Sequence[int],
+        ensemble: int = 2,
+        encoder: str = "mlp",
+        channels: int = 16,
+        pessimism: float = 1.0,
+    ) -> None:
         super().__init__()
         self.ensemble, self.num_actions, self.pessimism = ensemble, num_actions, pessimism
         self.encoder = EnsembleEncoder(ensemble, obs_shape, encoder, channels)
@@ -228,8 +248,16 @@ class ConcatCritic(nn.Module):
     Args: as `QHeadCritic`.
     """
 
-    def __init__(self, obs_shape: int | Sequence[int], num_actions: int, hidden_sizes: Sequence[int], ensemble: int = 2,
-                 encoder: str = "mlp", channels: int = 16, pessimism: float = 1.0) -> None:
+    def __init__(
+        self,
+        obs_shape: int | Sequence[int],
+        num_actions: int,
+        hidden_sizes: Sequence[int],
+        ensemble: int = 2,
+        encoder: str = "mlp",
+        channels: int = 16,
+        pessimism: float = 1.0,
+    ) -> None:
         super().__init__()
         self.ensemble, self.num_actions, self.pessimism = ensemble, num_actions, pessimism
         self.encoder = EnsembleEncoder(ensemble, obs_shape, encoder, channels)

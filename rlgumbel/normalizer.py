@@ -3,7 +3,7 @@ networks' inputs."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -38,8 +38,9 @@ class ObservationNormalizer(nn.Module):
         total = self.count + batch
         delta = batch_mean - self.mean
         self.mean += delta * (batch / total)
-        self.var.copy_((self.var * self.count + batch_var * batch + delta.square() * (self.count * batch / total))
-                       / total)
+        self.var.copy_(
+            (self.var * self.count + batch_var * batch + delta.square() * (self.count * batch / total)) / total
+        )
         self.count.copy_(total)
 
     def forward(self, obs: Tensor) -> Tensor:

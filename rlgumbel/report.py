@@ -56,8 +56,9 @@ DEFAULT_METRIC = "charts/eval_return_greedy"
 # Keys that say how a run was managed, not what was trained; with the seed, they never split groups.
 RUN_MANAGEMENT_KEYS = frozenset({"seed", "resume", "device", "num_threads", "experiment_name", "trainer.progress"})
 # Keys that the readable part of a group's label already shows.
-LABELLED_KEYS = frozenset({"selector._target_", "selector.hard", "schedule._target_", "schedule.start",
-                           "schedule.end", "env.id"})
+LABELLED_KEYS = frozenset(
+    {"selector._target_", "selector.hard", "schedule._target_", "schedule.start", "schedule.end", "env.id"}
+)
 CONSTANT_SCHEDULE = "constant"
 COMPLETED, FAILED, INCOMPLETE = "completed", "failed", "incomplete"
 SHARED = "shared"  # several runs logged into one folder (more than one HParams session start)
@@ -175,15 +176,23 @@ class _ConfigLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ign
     """libyaml's safe loader with OmegaConf's scalar rules: `1e-3` is a float, no timestamps."""
 
 
-_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:
      [-+]?[0-9]+(?:_[0-9]+)*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+)
     |\.[0-9]+(?:_[0-9]+)*(?:[eE][-+][0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+    |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 _ConfigLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in _ConfigLoader.yaml_implicit_resolvers.items()}
+    for first, resolvers in _ConfigLoader.yaml_implicit_resolvers.items()
+}
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
@@ -237,8 +246,11 @@ def _decode(path: Path) -> list[Event]:
 def events_in_write_order(tb_dir: Path) -> Iterator[Event]:
     """The events of every event file in `tb_dir`, file after file in the order they were
     written (by the wall time of each file's first event: names hold whole seconds only)."""
-    files = [(events[0].wall_time, path.name, events)
-             for path in tb_dir.glob("events.out.tfevents.*") if (events := _decode(path))]
+    files = [
+        (events[0].wall_time, path.name, events)
+        for path in tb_dir.glob("events.out.tfevents.*")
+        if (events := _decode(path))
+    ]
     for _, _, events in sorted(files, key=lambda file: file[:2]):
         yield from events
 
@@ -290,9 +302,12 @@ def read_events(tb_dir: Path) -> EventData:
                 logged.setdefault(value.tag, []).append((event.step, scalar))
     if hparams_sessions > 1:
         status = SHARED
-    scalars = {tag: Series(np.array([p[0] for p in points], dtype=np.int64),
-                           np.array([p[1] for p in points], dtype=np.float64))
-               for tag, points in logged.items()}
+    scalars = {
+        tag: Series(
+            np.array([p[0] for p in points], dtype=np.int64), np.array([p[1] for p in points], dtype=np.float64)
+        )
+        for tag, points in logged.items()
+    }
     return EventData(scalars, status)
 
 
@@ -433,8 +448,14 @@ def _sortable(value: Any) -> tuple[int, Any]:
 
 def _group_order(group: Group) -> tuple:
     config = group.config
-    return (group.env, group.label.selector, group.label.schedule, _sortable(config.get("schedule.start")),
-            _sortable(config.get("schedule.end")), tuple((key, _sortable(value)) for key, value in group.label.extras))
+    return (
+        group.env,
+        group.label.selector,
+        group.label.schedule,
+        _sortable(config.get("schedule.start")),
+        _sortable(config.get("schedule.end")),
+        tuple((key, _sortable(value)) for key, value in group.label.extras),
+    )
 
 
 def group_runs(runs: Sequence[Run]) -> list[Group]:
@@ -454,8 +475,9 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
     groups = []
     for env, env_groups in by_env.items():
         extra_keys = differing_keys([group_config(members) for members in env_groups])
-        groups += [Group(env, make_label(members[0].config, extra_keys), members[0].config, members)
-                   for members in env_groups]
+        groups += [
+            Group(env, make_label(members[0].config, extra_keys), members[0].config, members) for members in env_groups
+        ]
     groups.sort(key=_group_order)
     for env in {group.env for group in groups}:
         for number, group in enumerate((g for g in groups if g.env == env), start=1):
@@ -496,9 +518,17 @@ def bootstrap_ci(values: np.ndarray, statistic: Any, seed: int) -> tuple[np.ndar
     if values.shape[0] < 2:
         nan = np.full(values.shape[1:], np.nan)
         return nan, nan
-    result = stats.bootstrap((values,), statistic, n_resamples=BOOTSTRAP_RESAMPLES, batch=BOOTSTRAP_BATCH,
-                             vectorized=True, axis=0, confidence_level=CONFIDENCE_LEVEL, method=BOOTSTRAP_METHOD,
-                             **_rng_argument(seed))
+    result = stats.bootstrap(
+        (values,),
+        statistic,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        batch=BOOTSTRAP_BATCH,
+        vectorized=True,
+        axis=0,
+        confidence_level=CONFIDENCE_LEVEL,
+        method=BOOTSTRAP_METHOD,
+        **_rng_argument(seed),
+    )
     return result.confidence_interval.low, result.confidence_interval.high
 
 
@@ -589,8 +619,17 @@ def summarize_group(group: Group, metric: str, threshold: float | None, seed: in
     if len(finals) == 0:
         return GroupSummary(group, finals, math.nan, math.nan, math.nan, math.nan, level, steps)
     low, high = bootstrap_ci(finals, iqm, seed)
-    return GroupSummary(group, finals, float(finals.mean()), float(iqm(finals)), float(low), float(high),
-                        level, steps, median_steps(steps) if level is not None else math.nan)
+    return GroupSummary(
+        group,
+        finals,
+        float(finals.mean()),
+        float(iqm(finals)),
+        float(low),
+        float(high),
+        level,
+        steps,
+        median_steps(steps) if level is not None else math.nan,
+    )
 
 
 # --------------------------------------------------------------------------- tables
@@ -619,6 +658,7 @@ def _iqm_cell(summary: GroupSummary) -> str:
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
     separator = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
     return "\n".join([line(header), separator, *(line(row) for row in rows)])
 
@@ -635,9 +675,18 @@ def summary_table(summaries: Sequence[GroupSummary]) -> str:
     threshold, seeds, and the runs left out: failed, incomplete (and shared, if any)."""
     excluded = [FAILED, INCOMPLETE] + ([SHARED] if any(s.group.runs_with(SHARED) for s in summaries) else [])
     header = ["id", "group", "seeds", "mean final return", "IQM [95% CI]", _threshold_header(summaries), *excluded]
-    rows = [[s.group.ident, s.group.label.text(), str(len(s.finals)), _number(s.mean), _iqm_cell(s),
-             _steps_cell(s), *(str(len(s.group.runs_with(status))) for status in excluded)]
-            for s in summaries]
+    rows = [
+        [
+            s.group.ident,
+            s.group.label.text(),
+            str(len(s.finals)),
+            _number(s.mean),
+            _iqm_cell(s),
+            _steps_cell(s),
+            *(str(len(s.group.runs_with(status))) for status in excluded),
+        ]
+        for s in summaries
+    ]
     return _markdown_table(header, rows, "ll" + "r" * (len(header) - 2))
 
 
@@ -645,19 +694,27 @@ def improvement_table(summaries: Sequence[GroupSummary]) -> str:
     """Markdown matrix of P(row > column) between the groups that have completed seeds."""
     present = [s for s in summaries if len(s.finals)]
     header = ["P(row > column)", *(s.group.ident for s in present)]
-    rows = [[f"{row.group.ident} {row.group.label.text()}",
-             *("—" if row is column else f"{probability_of_improvement(row.finals, column.finals):.2f}"
-               for column in present)]
-            for row in present]
+    rows = [
+        [
+            f"{row.group.ident} {row.group.label.text()}",
+            *(
+                "—" if row is column else f"{probability_of_improvement(row.finals, column.finals):.2f}"
+                for column in present
+            ),
+        ]
+        for row in present
+    ]
     return _markdown_table(header, rows, "l" + "r" * len(present))
 
 
 RUN_LIST_TITLES = {
     FAILED: "Failed runs (crashed: STATUS_FAILURE; excluded from the statistics)",
     INCOMPLETE: "Incomplete runs (no session end: still running, interrupted or killed; excluded from the statistics)",
-    SHARED: ("Run folders shared by several runs (more than one HParams session in one tb/ folder: Hydra gave "
-             "runs of the sweep the same output folder, so scalars are mixed and .hydra/config.yaml is the last "
-             "run's; excluded from the statistics)"),
+    SHARED: (
+        "Run folders shared by several runs (more than one HParams session in one tb/ folder: Hydra gave "
+        "runs of the sweep the same output folder, so scalars are mixed and .hydra/config.yaml is the last "
+        "run's; excluded from the statistics)"
+    ),
 }
 
 
@@ -743,8 +800,13 @@ def plot_learning_curves(groups: Sequence[Group], metric: str, env: str, path: P
 def constant_temperature_series(summaries: Sequence[GroupSummary]) -> dict[str, list[GroupSummary]]:
     """Groups with a constant temperature, by label without temperature, sorted by temperature;
     empty unless they span at least two temperatures."""
-    constant = [s for s in summaries if s.group.label.schedule == CONSTANT_SCHEDULE and len(s.finals)
-                and isinstance(s.group.config.get("schedule.start"), (int, float))]
+    constant = [
+        s
+        for s in summaries
+        if s.group.label.schedule == CONSTANT_SCHEDULE
+        and len(s.finals)
+        and isinstance(s.group.config.get("schedule.start"), (int, float))
+    ]
     if len({s.group.config["schedule.start"] for s in constant}) < 2:
         return {}
     lines: dict[str, list[GroupSummary]] = {}
@@ -766,12 +828,16 @@ def plot_return_vs_temperature(summaries: Sequence[GroupSummary], metric: str, e
         centre = np.array([p.iqm for p in points])
         low = np.nan_to_num(centre - np.array([p.ci_low for p in points]))
         high = np.nan_to_num(np.array([p.ci_high for p in points]) - centre)
-        axes.errorbar(temperatures, centre, yerr=np.stack([low, high]), marker="o", capsize=3, label=name,
-                      **_line_style(index))
+        axes.errorbar(
+            temperatures, centre, yerr=np.stack([low, high]), marker="o", capsize=3, label=name, **_line_style(index)
+        )
     if all(t > 0 for points in lines.values() for t in (p.group.config["schedule.start"] for p in points)):
         axes.set_xscale("log")
-    axes.set(title=f"{env}: final {metric} vs constant temperature\nIQM over seeds with 95% bootstrap CI",
-             xlabel="temperature τ (constant schedule)", ylabel=f"final {metric}")
+    axes.set(
+        title=f"{env}: final {metric} vs constant temperature\nIQM over seeds with 95% bootstrap CI",
+        xlabel="temperature τ (constant schedule)",
+        ylabel=f"final {metric}",
+    )
     _legend_outside(axes)
     figure.savefig(path, dpi=110)
     return True
@@ -828,17 +894,20 @@ def _count(number: int, noun: str) -> str:
 
 
 def _method_note(metric: str, seed: int) -> str:
-    return (f"Final return: the last `{metric}` of each run. IQM: 25% trimmed mean across seeds; "
-            f"95% CI: percentile bootstrap over seeds (scipy.stats.bootstrap, {BOOTSTRAP_RESAMPLES:,} resamples, "
-            f"seed {seed}). Steps to threshold: median over seeds of the first env step at which `{metric}` "
-            "reaches the threshold; a seed that never reaches it counts as never, so the median is "
-            "\"not reached\" unless at least half of the seeds reach it. Only completed runs enter the "
-            "statistics; failed (crashed, STATUS_FAILURE) and incomplete runs (no session end: still running, "
-            "interrupted or killed) are listed and never averaged in.")
+    return (
+        f"Final return: the last `{metric}` of each run. IQM: 25% trimmed mean across seeds; "
+        f"95% CI: percentile bootstrap over seeds (scipy.stats.bootstrap, {BOOTSTRAP_RESAMPLES:,} resamples, "
+        f"seed {seed}). Steps to threshold: median over seeds of the first env step at which `{metric}` "
+        "reaches the threshold; a seed that never reaches it counts as never, so the median is "
+        '"not reached" unless at least half of the seeds reach it. Only completed runs enter the '
+        "statistics; failed (crashed, STATUS_FAILURE) and incomplete runs (no session end: still running, "
+        "interrupted or killed) are listed and never averaged in."
+    )
 
 
-def env_section(env: str, summaries: list[GroupSummary], metric: str, out_dir: Path, seed: int,
-                files: list[Path]) -> str:
+def env_section(
+    env: str, summaries: list[GroupSummary], metric: str, out_dir: Path, seed: int, files: list[Path]
+) -> str:
     """The Markdown section of one env: table, plots, improvement matrix, failed and incomplete
     runs. Plots are written to `out_dir`, their paths appended to `files`."""
     groups = [s.group for s in summaries]
@@ -852,8 +921,14 @@ def env_section(env: str, summaries: list[GroupSummary], metric: str, out_dir: P
         files.append(temperature)
         parts += [f"![return vs temperature]({temperature.name})", ""]
     if sum(1 for s in summaries if len(s.finals)) >= 2:
-        parts += ["### Probability of improvement", "", "P(row's final return > column's) over pairs of seeds, "
-                  "ties counting 1/2.", "", improvement_table(summaries), ""]
+        parts += [
+            "### Probability of improvement",
+            "",
+            "P(row's final return > column's) over pairs of seeds, ties counting 1/2.",
+            "",
+            improvement_table(summaries),
+            "",
+        ]
     for status, title in RUN_LIST_TITLES.items():
         listed = [run for group in groups for run in group.runs_with(status)]
         if listed:
@@ -874,8 +949,9 @@ def _random_and_solved(group: Group) -> tuple[float, float] | None:
     return float(random_return), float(solved)
 
 
-def across_envs_section(summaries: dict[str, list[GroupSummary]], metric: str, out_dir: Path, seed: int,
-                        files: list[Path]) -> str:
+def across_envs_section(
+    summaries: dict[str, list[GroupSummary]], metric: str, out_dir: Path, seed: int, files: list[Path]
+) -> str:
     """The Markdown section that aggregates each method over the envs (at least two) whose
     groups ran it: normalised final returns, IQM with a stratified bootstrap interval, and
     performance profiles. Empty when fewer than two envs have normalisable groups."""
@@ -898,15 +974,26 @@ def across_envs_section(summaries: dict[str, list[GroupSummary]], metric: str, o
     for name, strata in methods.items():
         pooled = np.concatenate(list(strata.values()))
         low, high = aggregate.stratified_interval(list(strata.values()), aggregate.pooled_iqm, seed)
-        rows.append([name, str(len(strata)), str(len(pooled)),
-                     f"{_number(float(aggregate.pooled_iqm(pooled)), 2)} [{_number(low, 2)}, {_number(high, 2)}]",
-                     _number(float(pooled.mean()), 2)])
-    parts = ["## Across envs", "",
-             f"Normalised score: (final `{metric}` − `env.random_return`) / (`env.solved_return` − "
-             "`env.random_return`), so 0 is the uniformly random policy and 1 the solved return. IQM over "
-             "the pooled runs of every env a method ran in; 95% CI: percentile bootstrap resampling runs "
-             f"within each env (stratified; {aggregate.RESAMPLES:,} resamples, seed {seed}). Agarwal et al. (2021).",
-             "", _markdown_table(header, rows, "lrrrr"), ""]
+        rows.append(
+            [
+                name,
+                str(len(strata)),
+                str(len(pooled)),
+                f"{_number(float(aggregate.pooled_iqm(pooled)), 2)} [{_number(low, 2)}, {_number(high, 2)}]",
+                _number(float(pooled.mean()), 2),
+            ]
+        )
+    parts = [
+        "## Across envs",
+        "",
+        f"Normalised score: (final `{metric}` − `env.random_return`) / (`env.solved_return` − "
+        "`env.random_return`), so 0 is the uniformly random policy and 1 the solved return. IQM over "
+        "the pooled runs of every env a method ran in; 95% CI: percentile bootstrap resampling runs "
+        f"within each env (stratified; {aggregate.RESAMPLES:,} resamples, seed {seed}). Agarwal et al. (2021).",
+        "",
+        _markdown_table(header, rows, "lrrrr"),
+        "",
+    ]
     if skipped:
         parts += [f"Left out (no `env.random_return` to normalise by): {', '.join(sorted(set(skipped)))}.", ""]
     path = out_dir / "performance_profiles.png"
@@ -928,9 +1015,12 @@ def plot_performance_profiles(methods: Mapping[str, Mapping[str, np.ndarray]], p
         style = _line_style(index)
         axes.plot(thresholds, curve, label=f"{name} ({len(strata)} envs)", **style)
         axes.fill_between(thresholds, low, high, color=style["color"], alpha=0.15, linewidth=0)
-    axes.set(title="Performance profiles: fraction of runs with normalised final return > τ\n"
-                   "95% stratified bootstrap bands", xlabel="normalised score τ", ylabel="fraction of runs > τ",
-             ylim=(0, 1.02))
+    axes.set(
+        title="Performance profiles: fraction of runs with normalised final return > τ\n95% stratified bootstrap bands",
+        xlabel="normalised score τ",
+        ylabel="fraction of runs > τ",
+        ylim=(0, 1.02),
+    )
     _legend_outside(axes)
     figure.savefig(path, dpi=110)
 
@@ -941,8 +1031,14 @@ def _check_metric(runs: Sequence[Run], metric: str) -> None:
         raise ReportError(f"no run logged the metric {metric!r}; logged tags: {', '.join(tags) or 'none'}")
 
 
-def write_report(sweep_dirs: Path | Sequence[Path], out_dir: Path | None = None, metric: str = DEFAULT_METRIC,
-                 threshold: float | None = None, seed: int = 0, csv_tags: Sequence[str] = ("",)) -> Report:
+def write_report(
+    sweep_dirs: Path | Sequence[Path],
+    out_dir: Path | None = None,
+    metric: str = DEFAULT_METRIC,
+    threshold: float | None = None,
+    seed: int = 0,
+    csv_tags: Sequence[str] = ("",),
+) -> Report:
     """Read one or more sweeps and write their report: report.md (tables), PNG plots and
     scalars.csv; with runs of two or more envs, also an aggregate across envs.
 
@@ -958,7 +1054,9 @@ def write_report(sweep_dirs: Path | Sequence[Path], out_dir: Path | None = None,
     Raises:
         ReportError: no such folder, no runs in it, or no run logged `metric`.
     """
-    sweep_dirs = [Path(sweep_dirs)] if isinstance(sweep_dirs, (str, Path)) else list(dict.fromkeys(map(Path, sweep_dirs)))
+    sweep_dirs = (
+        [Path(sweep_dirs)] if isinstance(sweep_dirs, (str, Path)) else list(dict.fromkeys(map(Path, sweep_dirs)))
+    )
     runs = [run for sweep_dir in sweep_dirs for run in load_sweep(sweep_dir)]
     _check_metric(runs, metric)
     out_dir = Path(out_dir) if out_dir is not None else sweep_dirs[0] / "report"
@@ -968,12 +1066,16 @@ def write_report(sweep_dirs: Path | Sequence[Path], out_dir: Path | None = None,
     for group in groups:
         summaries.setdefault(group.env, []).append(summarize_group(group, metric, threshold, seed))
     files: list[Path] = []
-    counts = ", ".join(f"{sum(run.status == status for run in runs)} {status}" for status in STATUSES
-                       if status != SHARED or any(run.status == SHARED for run in runs))
+    counts = ", ".join(
+        f"{sum(run.status == status for run in runs)} {status}"
+        for status in STATUSES
+        if status != SHARED or any(run.status == SHARED for run in runs)
+    )
     overview = f"{_count(len(runs), 'run')} in {_count(len(groups), 'group')}: {counts}."
     sections = [f"# Report: {', '.join(str(d) for d in sweep_dirs)}", "", overview, "", _method_note(metric, seed), ""]
-    sections += [env_section(env, env_summaries, metric, out_dir, seed, files)
-                 for env, env_summaries in summaries.items()]
+    sections += [
+        env_section(env, env_summaries, metric, out_dir, seed, files) for env, env_summaries in summaries.items()
+    ]
     sections.append(across_envs_section(summaries, metric, out_dir, seed, files))
     markdown = "\n".join(sections).rstrip() + "\n"
     (out_dir / "report.md").write_text(markdown, encoding="utf-8")

@@ -33,8 +33,14 @@ class Selection:
         entropy: [B] entropy of `softmax(logits)`, differentiable.
     """
 
-    def __init__(self, logits: Tensor, action: Tensor, env_action: Tensor | None = None,
-                 scores: Tensor | None = None, target_probs: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        logits: Tensor,
+        action: Tensor,
+        env_action: Tensor | None = None,
+        scores: Tensor | None = None,
+        target_probs: Tensor | None = None,
+    ) -> None:
         """Args: logits [B, A]; action [B, A]; either env_action [B] or the scores [B, A] whose
         argmax it is; target_probs [B, A] if the target policy is not `softmax(logits)`."""
         if (env_action is None) == (scores is None):
@@ -82,8 +88,9 @@ class ActionValue(Protocol):
 _TINY = {dtype: torch.finfo(dtype).tiny for dtype in (torch.float32, torch.float64)}
 
 
-def _log_exponential(shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype,
-                     device: torch.device | str) -> Tensor:
+def _log_exponential(
+    shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device | str
+) -> Tensor:
     """`log(-log u)` = −g for standard Gumbel g, with u uniform in [tiny, 1): always finite.
 
     `uniform_(tiny, 1)` never yields 0, whose noise would be infinite; its largest value
@@ -99,8 +106,9 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def gumbel_noise(shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype,
-                 device: torch.device | str = "cpu") -> Tensor:
+def gumbel_noise(
+    shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device | str = "cpu"
+) -> Tensor:
     """Standard Gumbel noise `g = −log(−log u)`, finite for every float dtype.
 
     Drawn in float32 (float64 for float64) and cast to `dtype`.
@@ -146,11 +154,11 @@ class _StraightThrough(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hard: Tensor, soft: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, hard: Tensor, soft: Tensor) -> Tensor:
         return hard
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[None, Tensor]:  # noqa: D102
+    def backward(ctx, grad: Tensor) -> tuple[None, Tensor]:
         return None, grad
 
 
@@ -188,7 +196,8 @@ def entropy_of(log_probs: Tensor) -> Tensor:
 def _check_temperature(temperature: float) -> None:
     # `type(...) is float` first: this runs on every call, and the ABC check is slow.
     is_number = type(temperature) is float or (
-        isinstance(temperature, numbers.Real) and not isinstance(temperature, bool))
+        isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
+    )
     if not (is_number and 0.0 < temperature < math.inf):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
 
@@ -204,8 +213,7 @@ class ActionSelector:
 
     min_temperature: float = 0.0
 
-    def select(self, logits: Tensor, temperature: float,
-               generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
         """Choose actions for a batch.
 
         Args:
@@ -215,8 +223,7 @@ class ActionSelector:
         """
         raise NotImplementedError
 
-    def act(self, logits: Tensor, temperature: float, generator: torch.Generator | None,
-            step: int) -> Tensor:
+    def act(self, logits: Tensor, temperature: float, generator: torch.Generator | None, step: int) -> Tensor:
         """The behaviour action for rollouts at env step `step`: [B] int64.
 
         A sample of `softmax(logits)` unless a selector explores otherwise.
@@ -251,16 +258,14 @@ class ArgmaxSelector(ActionSelector):
             raise ValueError(f"selector.epsilon must stay in [0, 1], its schedule spans [{low}, {high}]")
         self.epsilon_schedule = epsilon
 
-    def select(self, logits: Tensor, temperature: float,
-               generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
         _check_temperature(temperature)
         row_max, env_action = logits.detach().max(-1, keepdim=True)
         hard = torch.zeros_like(logits).scatter_(-1, env_action, 1.0)
         action = straight_through(hard, tempered_softmax(logits, temperature, row_max))
         return Selection(logits, action, env_action=env_action.squeeze(-1), target_probs=hard)
 
-    def act(self, logits: Tensor, temperature: float, generator: torch.Generator | None,
-            step: int) -> Tensor:
+    def act(self, logits: Tensor, temperature: float, generator: torch.Generator | None, step: int) -> Tensor:
         greedy = logits.argmax(-1)
         epsilon = self.epsilon(step)
         if epsilon == 0.0:
@@ -283,8 +288,7 @@ class SampleSelector(ActionSelector):
     (REINFORCE with a state-dependent baseline; Williams 1992).
     """
 
-    def select(self, logits: Tensor, temperature: float,
-               generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
         _check_temperature(temperature)
         env_action = gumbel_max_sample(logits, generator)
         action = F.one_hot(env_action, logits.shape[-1]).to(logits.dtype)
@@ -315,8 +319,7 @@ class GumbelSoftmaxSelector(ActionSelector):
             raise ValueError(f"selector.hard must be true or false, got {hard!r}")
         self.hard = hard
 
-    def select(self, logits: Tensor, temperature: float,
-               generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
         _check_temperature(temperature)
         perturbed = perturbed_logits(logits, generator)
         relaxed = torch.softmax(perturbed / temperature, dim=-1)
@@ -346,16 +349,16 @@ class StraightThroughSelector(ActionSelector):
     is therefore deterministic given the logits. Unlike `argmax`, the env action is a sample.
     """
 
-    def select(self, logits: Tensor, temperature: float,
-               generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
         _check_temperature(temperature)
         env_action = gumbel_max_sample(logits, generator)
         action = straight_through(_one_hot(env_action, logits), tempered_softmax(logits, temperature))
         return Selection(logits, action, env_action=env_action)
 
 
-def conditional_perturbed_logits(logits: Tensor, env_action: Tensor, samples: int,
-                                 generator: torch.Generator | None) -> Tensor:
+def conditional_perturbed_logits(
+    logits: Tensor, env_action: Tensor, samples: int, generator: torch.Generator | None
+) -> Tensor:
     """Draws of `z = logits + g`, g i.i.d. standard Gumbel, conditioned on `argmax z = env_action`.
 
     Top-down construction (Maddison et al. 2014, A* sampling; Paulus et al. 2021, Gumbel-Rao).
@@ -386,8 +389,9 @@ def conditional_perturbed_logits(logits: Tensor, env_action: Tensor, samples: in
         theta = theta.float()
     batch, num_actions = theta.shape
     shape = (samples, batch, num_actions)
-    top = theta.logsumexp(-1, keepdim=True) + gumbel_noise(torch.Size((samples, batch, 1)), generator,
-                                                            theta.dtype, theta.device)
+    top = theta.logsumexp(-1, keepdim=True) + gumbel_noise(
+        torch.Size((samples, batch, 1)), generator, theta.dtype, theta.device
+    )
     unconditional = theta - _log_exponential(torch.Size(shape), generator, theta.dtype, theta.device)
     below = -torch.logaddexp(-top, -unconditional)
     below = torch.minimum(below, top.nextafter(torch.full_like(top, -math.inf)))
@@ -414,8 +418,7 @@ class GumbelRaoSelector(ActionSelector):
             raise ValueError(f"selector.samples must be a whole number >= 1, got {samples!r}")
         self.samples = samples
 
-    def select(self, logits: Tensor, temperature: float,
-               generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
         _check_temperature(temperature)
         env_action = gumbel_max_sample(logits, generator)
         hard = _one_hot(env_action, logits)
@@ -443,7 +446,7 @@ class _ReinMax(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits: Tensor, hard: Tensor, temperature: float) -> Tensor:  # noqa: D102
+    def forward(ctx, logits: Tensor, hard: Tensor, temperature: float) -> Tensor:
         work = logits if logits.dtype in _TINY else logits.float()
         probs = torch.softmax(work, dim=-1)
         shifted = 0.5 * (tempered_softmax(work, temperature) + hard.to(work.dtype))
@@ -451,7 +454,7 @@ class _ReinMax(torch.autograd.Function):
         return hard
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # noqa: D102
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         probs, shifted = ctx.saved_tensors
         upstream = grad.to(probs.dtype)
 
@@ -477,12 +480,12 @@ class ReinmaxSelector(ActionSelector):
 
     min_temperature = 1.0
 
-    def select(self, logits: Tensor, temperature: float,
-               generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
         _check_temperature(temperature)
         if not temperature >= self.min_temperature:
-            raise ValueError(f"selector=reinmax needs temperature >= {self.min_temperature} "
-                             f"(Liu et al. 2023), got {temperature!r}")
+            raise ValueError(
+                f"selector=reinmax needs temperature >= {self.min_temperature} (Liu et al. 2023), got {temperature!r}"
+            )
         env_action = gumbel_max_sample(logits, generator)
         action = _ReinMax.apply(logits, _one_hot(env_action, logits), temperature)
         return Selection(logits, action, env_action=env_action)
@@ -498,8 +501,7 @@ class ExpectedSelector(ActionSelector):
     not enter. The action vector for critic targets is the one-hot of the env action.
     """
 
-    def select(self, logits: Tensor, temperature: float,
-               generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
         _check_temperature(temperature)
         env_action = gumbel_max_sample(logits, generator)
         return Selection(logits, _one_hot(env_action, logits), env_action=env_action)

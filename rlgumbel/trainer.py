@@ -52,19 +52,40 @@ class TrainerSettings:
     strict: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("total_steps", "update_every", "updates_per_round", "batch_size", "buffer_size",
-                     "eval_every", "eval_episodes", "log_every", "checkpoint_every", "keep_checkpoints",
-                     "diagnostics_every"):
+        for name in (
+            "total_steps",
+            "update_every",
+            "updates_per_round",
+            "batch_size",
+            "buffer_size",
+            "eval_every",
+            "eval_episodes",
+            "log_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "diagnostics_every",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"trainer.{name} must be a whole number > 0, got {value!r}")
-        if isinstance(self.learning_starts, bool) or not isinstance(self.learning_starts, int) or self.learning_starts < 0:
+        if (
+            isinstance(self.learning_starts, bool)
+            or not isinstance(self.learning_starts, int)
+            or self.learning_starts < 0
+        ):
             raise ValueError(f"trainer.learning_starts must be a whole number >= 0, got {self.learning_starts!r}")
-        if isinstance(self.diagnostics_samples, bool) or not isinstance(self.diagnostics_samples, int) \
-                or self.diagnostics_samples < 2:
-            raise ValueError(f"trainer.diagnostics_samples must be a whole number >= 2, got {self.diagnostics_samples!r}")
+        if (
+            isinstance(self.diagnostics_samples, bool)
+            or not isinstance(self.diagnostics_samples, int)
+            or self.diagnostics_samples < 2
+        ):
+            raise ValueError(
+                f"trainer.diagnostics_samples must be a whole number >= 2, got {self.diagnostics_samples!r}"
+            )
         if self.batch_size > self.buffer_size:
-            raise ValueError(f"trainer.batch_size ({self.batch_size}) must not exceed trainer.buffer_size ({self.buffer_size})")
+            raise ValueError(
+                f"trainer.batch_size ({self.batch_size}) must not exceed trainer.buffer_size ({self.buffer_size})"
+            )
 
 
 class Every:
@@ -77,8 +98,9 @@ class Every:
         return after // self.period > before // self.period
 
 
-def evaluate(agent: ActorCritic, envs: gym.vector.VectorEnv, greedy: bool, seed: int,
-             generator: torch.Generator) -> np.ndarray:
+def evaluate(
+    agent: ActorCritic, envs: gym.vector.VectorEnv, greedy: bool, seed: int, generator: torch.Generator
+) -> np.ndarray:
     """One episode in each copy of `envs`, actions from one batched forward pass per step.
 
     Args:
@@ -118,10 +140,20 @@ class Trainer:
             resume can tell whether it continues the same experiment.
     """
 
-    def __init__(self, settings: TrainerSettings, envs: gym.vector.VectorEnv, eval_envs: gym.vector.VectorEnv,
-                 agent: ActorCritic, temperature: Schedule, buffer: ReplayBuffer, logger: Logger,
-                 run_dir: Path, seed: int, solved_return: float | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: TrainerSettings,
+        envs: gym.vector.VectorEnv,
+        eval_envs: gym.vector.VectorEnv,
+        agent: ActorCritic,
+        temperature: Schedule,
+        buffer: ReplayBuffer,
+        logger: Logger,
+        run_dir: Path,
+        seed: int,
+        solved_return: float | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         self.settings, self.envs, self.eval_envs = settings, envs, eval_envs
         self.agent, self.temperature, self.buffer, self.logger = agent, temperature, buffer, logger
         self.run_dir, self.seed, self.solved_return = run_dir, seed, solved_return
@@ -156,11 +188,21 @@ class Trainer:
         """
         s = self.settings
         evaluate_now, log_now, checkpoint_now, diagnose = (
-            Every(s.eval_every), Every(s.log_every), Every(s.checkpoint_every), Every(s.diagnostics_every))
+            Every(s.eval_every),
+            Every(s.log_every),
+            Every(s.checkpoint_every),
+            Every(s.diagnostics_every),
+        )
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         started, started_step = time.perf_counter(), self.step
-        bar = tqdm(total=s.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=None if s.progress else True, file=sys.stderr)
+        bar = tqdm(
+            total=s.total_steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=None if s.progress else True,
+            file=sys.stderr,
+        )
         status = "failure"
         try:
             while self.step < s.total_steps and self._stop_signal is None and self._failure is None:
@@ -211,8 +253,17 @@ class Trainer:
         next_mask = action_mask(info, self.envs.num_envs, self.num_actions)
         terminated, truncated = torch.as_tensor(terminated), torch.as_tensor(truncated)
         # After an episode ends, the next step only resets that copy: not a real transition.
-        self.buffer.add(self.obs, action, torch.as_tensor(reward, dtype=torch.float32), next_obs, terminated,
-                        truncated, valid=~self.autoreset, mask=self.mask, next_mask=next_mask)
+        self.buffer.add(
+            self.obs,
+            action,
+            torch.as_tensor(reward, dtype=torch.float32),
+            next_obs,
+            terminated,
+            truncated,
+            valid=~self.autoreset,
+            mask=self.mask,
+            next_mask=next_mask,
+        )
         self.agent.observe(next_obs)
         self.autoreset = terminated | truncated
         self.obs, self.mask = next_obs, next_mask
@@ -220,8 +271,9 @@ class Trainer:
         if "episode" in info:
             finished = info["_episode"]
             for episodic_return, length in zip(info["episode"]["r"][finished], info["episode"]["l"][finished]):
-                self.logger.scalars({"charts/episodic_return": episodic_return,
-                                     "charts/episodic_length": length}, self.step)
+                self.logger.scalars(
+                    {"charts/episodic_return": episodic_return, "charts/episodic_length": length}, self.step
+                )
 
     def _random_action(self) -> torch.Tensor:
         """Uniform actions among the allowed ones: [N] int64."""
@@ -248,16 +300,24 @@ class Trainer:
             self.skipped_updates += 1
             return
         last = ", ".join(f"{tag} {float(value):.4g}" for tag, value in sorted(self.metrics.items()))
-        self._failure = (f"training diverged at env step {self.step}: {error}; the update was not applied. "
-                         f"Last finite metrics: {last or 'none yet'}. Set trainer.strict=false to skip such batches")
+        self._failure = (
+            f"training diverged at env step {self.step}: {error}; the update was not applied. "
+            f"Last finite metrics: {last or 'none yet'}. Set trainer.strict=false to skip such batches"
+        )
 
     def _diagnose(self) -> None:
         """The actor gradient's bias and variance against the exact one, under `estimator/`."""
         batch = self.buffer.sample(self.settings.batch_size, self.diagnostics_generator)
         obs = self.agent.network_inputs(batch.obs)
-        metrics = gradient_diagnostics(self.agent.actor, obs, self.agent.critic.bind, self.agent.selector,
-                                       self.temperature(self.step), self.diagnostics_generator,
-                                       self.settings.diagnostics_samples)
+        metrics = gradient_diagnostics(
+            self.agent.actor,
+            obs,
+            self.agent.critic.bind,
+            self.agent.selector,
+            self.temperature(self.step),
+            self.diagnostics_generator,
+            self.settings.diagnostics_samples,
+        )
         self.logger.scalars(metrics, self.step)
 
     def _evaluate(self) -> None:
@@ -271,11 +331,15 @@ class Trainer:
 
     def _log(self, started: float, started_step: int) -> None:
         elapsed = time.perf_counter() - started
-        perf = {"perf/steps_per_second": (self.step - started_step) / max(elapsed, 1e-9),
-                "perf/wall_seconds": self.wall_seconds + elapsed}
-        policy = {"policy/temperature": self.temperature(self.step),
-                  "policy/epsilon": self.agent.selector.epsilon(self.step),
-                  "health/skipped_updates": self.skipped_updates}
+        perf = {
+            "perf/steps_per_second": (self.step - started_step) / max(elapsed, 1e-9),
+            "perf/wall_seconds": self.wall_seconds + elapsed,
+        }
+        policy = {
+            "policy/temperature": self.temperature(self.step),
+            "policy/epsilon": self.agent.selector.epsilon(self.step),
+            "health/skipped_updates": self.skipped_updates,
+        }
         self.logger.scalars({**self.metrics, **policy, **perf}, self.step)
 
     def _checkpoint(self) -> None:
@@ -285,12 +349,20 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the run exactly."""
         return {
-            "config": self.config, "step": self.step, "agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
-            "generator": self.generator.get_state(), "eval_generator": self.eval_generator.get_state(),
+            "config": self.config,
+            "step": self.step,
+            "agent": self.agent.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "generator": self.generator.get_state(),
+            "eval_generator": self.eval_generator.get_state(),
             "diagnostics_generator": self.diagnostics_generator.get_state(),
-            "obs": self.obs, "mask": self.mask, "autoreset": self.autoreset, "evaluations": self.evaluations,
+            "obs": self.obs,
+            "mask": self.mask,
+            "autoreset": self.autoreset,
+            "evaluations": self.evaluations,
             "skipped_updates": self.skipped_updates,
-            "first_solved_step": self.first_solved_step, "wall_seconds": self.wall_seconds,
+            "first_solved_step": self.first_solved_step,
+            "wall_seconds": self.wall_seconds,
             "envs": vector_env_state(self.envs),
         }
 
@@ -313,9 +385,11 @@ class Trainer:
         """Final and best evaluation, first solved step, env steps and wall time."""
         final = self.evaluations[-1] if self.evaluations else (self.step, math.nan, math.nan)
         return {
-            "steps": self.step, "wall_seconds": self.wall_seconds,
-            "final_eval_return_greedy": final[1], "final_eval_return_sampled": final[2],
+            "steps": self.step,
+            "wall_seconds": self.wall_seconds,
+            "final_eval_return_greedy": final[1],
+            "final_eval_return_sampled": final[2],
             "best_eval_return_greedy": max((e[1] for e in self.evaluations), default=math.nan),
-            "first_solved_step": self.first_solved_step, "interrupted": self._stop_signal is not None,
+            "first_solved_step": self.first_solved_step,
+            "interrupted": self._stop_signal is not None,
         }
-

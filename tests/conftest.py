@@ -6,13 +6,13 @@ import copy
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlgumbel.agents import ActorCritic
@@ -25,9 +25,16 @@ TRAIN_SCRIPT = Path(sys.executable).with_name("rlgumbel-train")
 REPORT_SCRIPT = Path(sys.executable).with_name("rlgumbel-report")
 
 # A run small enough for a test: a few hundred env steps, two evaluation episodes.
-TINY = ["trainer.total_steps=400", "trainer.learning_starts=100", "trainer.eval_every=200",
-        "trainer.eval_episodes=2", "trainer.log_every=100", "trainer.checkpoint_every=200",
-        "trainer.batch_size=32", "trainer.progress=false"]
+TINY = [
+    "trainer.total_steps=400",
+    "trainer.learning_starts=100",
+    "trainer.eval_every=200",
+    "trainer.eval_episodes=2",
+    "trainer.log_every=100",
+    "trainer.checkpoint_every=200",
+    "trainer.batch_size=32",
+    "trainer.progress=false",
+]
 
 
 @pytest.fixture
@@ -69,8 +76,7 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess]:
 
     def run(*args: str, cwd: Path, script: Path = TRAIN_SCRIPT, timeout: float = 300) -> subprocess.CompletedProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        return subprocess.run([str(script), *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout, env=env)
+        return subprocess.run([str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
     return run
 

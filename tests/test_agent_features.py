@@ -20,29 +20,41 @@ def make_agent(make_agent):
     """Small networks, the gumbel_softmax selector, the shipped values otherwise."""
 
     def make(**kwargs) -> ActorCritic:
-        return make_agent(OBS_DIM, NUM_ACTIONS, GumbelSoftmaxSelector(), actor={"hidden_sizes": [16]},
-                          critic={"hidden_sizes": [16]}, **kwargs)
+        return make_agent(
+            OBS_DIM,
+            NUM_ACTIONS,
+            GumbelSoftmaxSelector(),
+            actor={"hidden_sizes": [16]},
+            critic={"hidden_sizes": [16]},
+            **kwargs,
+        )
 
     return make
 
 
 def make_batch(seed: int = 0) -> Batch:
     generator = torch.Generator().manual_seed(seed)
-    return one_step_batch(obs=torch.randn(BATCH, OBS_DIM, generator=generator),
-                          action=torch.randint(NUM_ACTIONS, (BATCH,), generator=generator),
-                          reward=torch.ones(BATCH), next_obs=torch.randn(BATCH, OBS_DIM, generator=generator),
-                          terminated=torch.zeros(BATCH))
+    return one_step_batch(
+        obs=torch.randn(BATCH, OBS_DIM, generator=generator),
+        action=torch.randint(NUM_ACTIONS, (BATCH,), generator=generator),
+        reward=torch.ones(BATCH),
+        next_obs=torch.randn(BATCH, OBS_DIM, generator=generator),
+        terminated=torch.zeros(BATCH),
+    )
 
 
-@pytest.mark.parametrize("kwargs, key", [
-    ({"target_entropy_fraction": 1.0, "entropy_coef": 0.1}, "agent.target_entropy_fraction"),
-    ({"target_entropy_fraction": -0.1, "entropy_coef": 0.1}, "agent.target_entropy_fraction"),
-    ({"target_entropy_fraction": 0.3, "entropy_coef": 0.0}, "agent.entropy_coef"),
-    ({"entropy_lr": 0.0}, "agent.entropy_lr"),
-    ({"actor_update_every": 0}, "agent.actor_update_every"),
-    ({"actor_update_every": 1.5}, "agent.actor_update_every"),
-    ({"actor_update_every": True}, "agent.actor_update_every"),
-])
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"target_entropy_fraction": 1.0, "entropy_coef": 0.1}, "agent.target_entropy_fraction"),
+        ({"target_entropy_fraction": -0.1, "entropy_coef": 0.1}, "agent.target_entropy_fraction"),
+        ({"target_entropy_fraction": 0.3, "entropy_coef": 0.0}, "agent.entropy_coef"),
+        ({"entropy_lr": 0.0}, "agent.entropy_lr"),
+        ({"actor_update_every": 0}, "agent.actor_update_every"),
+        ({"actor_update_every": 1.5}, "agent.actor_update_every"),
+        ({"actor_update_every": True}, "agent.actor_update_every"),
+    ],
+)
 def test_bad_values_name_their_key(kwargs, key, make_agent):
     with pytest.raises(ValueError, match=key):
         make_agent(**kwargs)

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats
+from test_report import run_config, write_run
 
 from rlgumbel import aggregate, report
-from test_report import run_config, write_run
 
 
 def test_normalised_scores_put_random_at_zero_and_solved_at_one():
-    scores = aggregate.normalised_scores(np.array([-500.0, -100.0, -300.0]), random_return=-500.0,
-                                         solved_return=-100.0)
+    scores = aggregate.normalised_scores(np.array([-500.0, -100.0, -300.0]), random_return=-500.0, solved_return=-100.0)
     np.testing.assert_allclose(scores, [0.0, 1.0, 0.5])
     with pytest.raises(ValueError, match="cannot normalise"):
         aggregate.normalised_scores(np.zeros(2), 3.0, 3.0)
@@ -38,8 +37,13 @@ def test_one_stratum_gives_the_ordinary_percentile_bootstrap():
     # sd·sqrt(q(1−q)/R)/density ~ 0.02 here, so they must agree within 0.1.
     scores = np.random.default_rng(1).normal(size=30)
     low, high = aggregate.stratified_interval([scores], aggregate.pooled_iqm, seed=0)
-    reference = stats.bootstrap((scores,), lambda x, axis: stats.trim_mean(x, 0.25, axis=axis),
-                                n_resamples=9_999, method="percentile", rng=np.random.default_rng(0))
+    reference = stats.bootstrap(
+        (scores,),
+        lambda x, axis: stats.trim_mean(x, 0.25, axis=axis),
+        n_resamples=9_999,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    )
     assert low == pytest.approx(reference.confidence_interval.low, abs=0.1)
     assert high == pytest.approx(reference.confidence_interval.high, abs=0.1)
 
@@ -67,7 +71,10 @@ def test_profile_counts_runs_above_each_threshold():
 def test_report_aggregates_a_method_over_envs(tmp_path: Path):
     # Two envs, two selectors, three seeds each. Normalised finals: CartPole random 20, solved
     # 475; Acrobot random −500, solved −100.
-    envs = {"CartPole-v1": (475.0, 20.0, [475.0, 247.5, 20.0]), "Acrobot-v1": (-100.0, -500.0, [-100.0, -300.0, -500.0])}
+    envs = {
+        "CartPole-v1": (475.0, 20.0, [475.0, 247.5, 20.0]),
+        "Acrobot-v1": (-100.0, -500.0, [-100.0, -300.0, -500.0]),
+    }
     for env, (solved, random_return, finals) in envs.items():
         for selector in ("sample", "gumbel_softmax"):
             for seed, final in enumerate(finals):
@@ -76,9 +83,12 @@ def test_report_aggregates_a_method_over_envs(tmp_path: Path):
                 value = final if selector == "sample" else random_return  # gumbel: random everywhere
                 write_run(tmp_path / "sweep" / env / f"{selector}_{seed}", config, {1000: value, 2000: value})
     result = report.write_report(tmp_path / "sweep", tmp_path / "out")
-    section = result.markdown[result.markdown.index("## Across envs"):]
-    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| sample")
-            or line.startswith("| gumbel_softmax")}
+    section = result.markdown[result.markdown.index("## Across envs") :]
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in section.splitlines()
+        if line.startswith("| sample") or line.startswith("| gumbel_softmax")
+    }
     # sample: normalised scores 1, 0.5, 0 in each env: IQM of the six pooled = 0.5
     assert "| 2 | 6 | 0.50 [" in rows["sample, constant τ=1"]
     assert "| 2 | 6 | 0.00 [0.00, 0.00] | 0.00 |" in rows["gumbel_softmax (soft), constant τ=1"]

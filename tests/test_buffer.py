@@ -14,8 +14,15 @@ def _step(buffer: ReplayBuffer, t: int, done=(False, False), terminated=(False, 
     """Vector step t: env e's transition carries the id 10·t + e in obs, action and reward."""
     ids = torch.tensor([10 * t + e for e in range(ENVS)], dtype=torch.float32)
     terminated = torch.tensor(terminated)
-    buffer.add(ids[:, None].repeat(1, 3), ids.long(), ids, ids[:, None].repeat(1, 3) + 0.5, terminated,
-               torch.tensor(done) & ~terminated, valid=torch.tensor(valid))
+    buffer.add(
+        ids[:, None].repeat(1, 3),
+        ids.long(),
+        ids,
+        ids[:, None].repeat(1, 3) + 0.5,
+        terminated,
+        torch.tensor(done) & ~terminated,
+        valid=torch.tensor(valid),
+    )
 
 
 def test_ring_keeps_the_newest_vector_steps():
@@ -104,8 +111,15 @@ def test_state_dict_round_trip():
 def test_image_observations_keep_their_shape():
     buffer = ReplayBuffer(capacity=4, obs_shape=(2, 5, 5), num_envs=1)
     obs = torch.rand(1, 2, 5, 5)
-    buffer.add(obs, torch.zeros(1, dtype=torch.int64), torch.ones(1), obs + 1, torch.tensor([False]),
-               torch.tensor([False]), valid=torch.tensor([True]))
+    buffer.add(
+        obs,
+        torch.zeros(1, dtype=torch.int64),
+        torch.ones(1),
+        obs + 1,
+        torch.tensor([False]),
+        torch.tensor([False]),
+        valid=torch.tensor([True]),
+    )
     batch = buffer.sample(3, torch.Generator().manual_seed(0))
     assert batch.obs.shape == (3, 2, 5, 5) and torch.equal(batch.next_obs[0], obs[0] + 1)
 

@@ -11,15 +11,24 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, TRAIN_SCRIPT, read_scalars
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import TINY, TRAIN_SCRIPT, read_scalars
 from rlgumbel.checkpoint import list_checkpoints
 
 EXPECTED_TAGS = {
-    "charts/episodic_return", "charts/episodic_length", "charts/eval_return_greedy", "charts/eval_return_sampled",
-    "losses/critic", "losses/actor", "policy/temperature", "policy/epsilon", "policy/entropy", "policy/grad_norm",
-    "perf/steps_per_second", "perf/wall_seconds",
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/eval_return_greedy",
+    "charts/eval_return_sampled",
+    "losses/critic",
+    "losses/actor",
+    "policy/temperature",
+    "policy/epsilon",
+    "policy/entropy",
+    "policy/grad_norm",
+    "perf/steps_per_second",
+    "perf/wall_seconds",
 }
 
 
@@ -34,7 +43,7 @@ def test_each_selector_trains_and_writes_the_logging_contract(selector, run_cli,
     events = list((run_dir / "tb").iterdir())
     assert len(events) == 1 and events[0].name.startswith("events.out.tfevents")
     scalars = read_scalars(run_dir / "tb")
-    assert EXPECTED_TAGS <= set(scalars)
+    assert set(scalars) >= EXPECTED_TAGS
     assert [step for step, _ in scalars["charts/eval_return_greedy"]] == [200, 400]
     accumulator = EventAccumulator(str(run_dir / "tb"))
     accumulator.Reload()
@@ -56,12 +65,15 @@ def test_same_seed_same_returns_other_seed_differs(run_cli, tmp_path: Path):
     assert first != other
 
 
-@pytest.mark.parametrize("overrides,words", [
-    (["schedule=constant", "schedule.start=0"], ["schedule", "temperatures must be > 0"]),
-    (["env.id=Pendulum-v1"], ["env.id", "Discrete"]),
-    (["trainer.batch_size=64", "trainer.buffer_size=10"], ["trainer.batch_size", "trainer.buffer_size"]),
-    (["+device=cuda"], ["unknown top-level keys ['device']"]),
-])
+@pytest.mark.parametrize(
+    "overrides,words",
+    [
+        (["schedule=constant", "schedule.start=0"], ["schedule", "temperatures must be > 0"]),
+        (["env.id=Pendulum-v1"], ["env.id", "Discrete"]),
+        (["trainer.batch_size=64", "trainer.buffer_size=10"], ["trainer.batch_size", "trainer.buffer_size"]),
+        (["+device=cuda"], ["unknown top-level keys ['device']"]),
+    ],
+)
 def test_bad_input_is_one_line_and_leaves_no_run_folder(overrides, words, run_cli, tmp_path: Path):
     run_dir = tmp_path / "run"
     result = run_cli(*overrides, f"hydra.run.dir={run_dir}", cwd=tmp_path)
@@ -74,28 +86,45 @@ def test_bad_input_is_one_line_and_leaves_no_run_folder(overrides, words, run_cl
 def test_unknown_group_option_names_the_allowed_ones(run_cli, tmp_path: Path):
     result = run_cli("selector=softargmax", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip() == ("error: selector=softargmax is not an option of selector; allowed: argmax, "
-                                     "expected, gumbel_rao, gumbel_softmax, reinmax, sample, straight_through")
+    assert result.stderr.strip() == (
+        "error: selector=softargmax is not an option of selector; allowed: argmax, "
+        "expected, gumbel_rao, gumbel_softmax, reinmax, sample, straight_through"
+    )
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("arguments,expected", [
-    (["+experiment=nosuch"], "error: experiment=nosuch is not an option of experiment; allowed: annealing, "
-                             "compare_selectors, temperature_sweep"),
-    (["hydra/launcher=nosuch"], "error: hydra/launcher=nosuch is not an option of hydra/launcher; allowed: "
-                                "basic, joblib, slurm, submitit_local, submitit_slurm"),
-    (["hydra/sweeper=nosuch"], "error: hydra/sweeper=nosuch is not an option of hydra/sweeper; allowed: basic"),
-    (["trainer.nosuch=1"], "error: Could not override 'trainer.nosuch'. To append to your config use "
-                           "+trainer.nosuch=1"),
-    (["device=cuda"], "error: Could not override 'device'. To append to your config use +device=cuda"),
-    (["-m", "seed=0,1", "selector=argmax,softargmax"], "error: selector=softargmax is not an option of selector; "
-     "allowed: argmax, expected, gumbel_rao, gumbel_softmax, reinmax, sample, straight_through"),
-])
+@pytest.mark.parametrize(
+    "arguments,expected",
+    [
+        (
+            ["+experiment=nosuch"],
+            "error: experiment=nosuch is not an option of experiment; allowed: annealing, "
+            "compare_selectors, temperature_sweep",
+        ),
+        (
+            ["hydra/launcher=nosuch"],
+            "error: hydra/launcher=nosuch is not an option of hydra/launcher; allowed: "
+            "basic, joblib, slurm, submitit_local, submitit_slurm",
+        ),
+        (["hydra/sweeper=nosuch"], "error: hydra/sweeper=nosuch is not an option of hydra/sweeper; allowed: basic"),
+        (
+            ["trainer.nosuch=1"],
+            "error: Could not override 'trainer.nosuch'. To append to your config use +trainer.nosuch=1",
+        ),
+        (["device=cuda"], "error: Could not override 'device'. To append to your config use +device=cuda"),
+        (
+            ["-m", "seed=0,1", "selector=argmax,softargmax"],
+            "error: selector=softargmax is not an option of selector; "
+            "allowed: argmax, expected, gumbel_rao, gumbel_softmax, reinmax, sample, straight_through",
+        ),
+    ],
+)
 def test_bad_options_of_hydra_itself_are_one_line_and_exit_2(arguments, expected, run_cli, tmp_path: Path):
     """Options Hydra would report in many lines (and a sweep with one bad value) fail before any
     job starts: one line, exit 2, nothing written."""
-    result = run_cli(*arguments, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                     cwd=tmp_path)
+    result = run_cli(
+        *arguments, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path
+    )
     assert (result.returncode, result.stderr.strip()) == (2, expected), result.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
 
@@ -105,15 +134,27 @@ def _final_state(run_dir: Path) -> dict:
 
 
 def test_sigterm_then_resume_equals_an_uninterrupted_run(run_cli, tmp_path: Path):
-    budget = ["trainer.total_steps=3000", "trainer.learning_starts=200", "trainer.eval_every=500",
-              "trainer.eval_episodes=2", "trainer.log_every=250", "trainer.checkpoint_every=250",
-              "trainer.batch_size=32", "trainer.progress=false"]
+    budget = [
+        "trainer.total_steps=3000",
+        "trainer.learning_starts=200",
+        "trainer.eval_every=500",
+        "trainer.eval_episodes=2",
+        "trainer.log_every=250",
+        "trainer.checkpoint_every=250",
+        "trainer.batch_size=32",
+        "trainer.progress=false",
+    ]
     straight = tmp_path / "straight"
     assert run_cli(*budget, f"hydra.run.dir={straight}", cwd=tmp_path).returncode == 0
 
     stopped = tmp_path / "stopped"
-    process = subprocess.Popen([str(TRAIN_SCRIPT), *budget, f"hydra.run.dir={stopped}"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(TRAIN_SCRIPT), *budget, f"hydra.run.dir={stopped}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not list_checkpoints(stopped / "checkpoints") and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -143,8 +184,14 @@ def test_a_closed_stdout_does_not_fail_a_finished_run(tmp_path: Path):
     reader, writer = os.pipe()
     os.close(reader)  # every write to `writer` now fails with EPIPE
     try:
-        code = subprocess.run([str(TRAIN_SCRIPT), *TINY, f"hydra.run.dir={run_dir}"], cwd=tmp_path,
-                              stdout=writer, stderr=subprocess.PIPE, text=True, timeout=300)
+        code = subprocess.run(
+            [str(TRAIN_SCRIPT), *TINY, f"hydra.run.dir={run_dir}"],
+            cwd=tmp_path,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
     finally:
         os.close(writer)
     assert code.returncode == 0, code.stderr

@@ -6,18 +6,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import CONFIG_DIR, TINY
+
 from rlgumbel.config import ConfigError, build_trainer, hparams
 from rlgumbel.names import option_name
 
-GROUPS = {group: sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
-          for group in ("env", "selector", "schedule", "agent")}
+GROUPS = {
+    group: sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    for group in ("env", "selector", "schedule", "agent")
+}
 
 
 def test_every_group_has_its_options():
-    assert GROUPS["selector"] == ["argmax", "expected", "gumbel_rao", "gumbel_softmax", "reinmax", "sample",
-                                  "straight_through"]
+    assert GROUPS["selector"] == [
+        "argmax",
+        "expected",
+        "gumbel_rao",
+        "gumbel_softmax",
+        "reinmax",
+        "sample",
+        "straight_through",
+    ]
     assert GROUPS["schedule"] == ["constant", "cosine", "exponential", "linear"]
     assert {"cartpole", "acrobot", "mountain_car", "lunar_lander", "taxi"} <= set(GROUPS["env"])
     assert GROUPS["agent"] == ["actor_critic"]
@@ -39,8 +48,11 @@ def test_every_option_composes_and_builds(group, option, compose_config, tmp_pat
 
 
 def test_hparams_have_one_key_set_whatever_the_options(compose_config):
-    keys = {frozenset(hparams(compose_config(f"selector={s}", f"schedule={t}")))
-            for s in GROUPS["selector"] for t in GROUPS["schedule"]}
+    keys = {
+        frozenset(hparams(compose_config(f"selector={s}", f"schedule={t}")))
+        for s in GROUPS["selector"]
+        for t in GROUPS["schedule"]
+    }
     assert len(keys) == 1
 
 

@@ -81,6 +81,7 @@ def test_minatar_ids_register_on_demand_and_images_become_channels_first():
 @pytest.mark.parametrize("game", ["breakout", "space_invaders", "asterix", "freeway", "seaquest"])
 def test_minatar_presets_train_with_the_image_encoder(game, compose_config, tmp_path: Path):
     from conftest import TINY
+
     from rlgumbel.config import build_trainer
 
     cfg = compose_config(f"env=minatar_{game}", *TINY, "env.num_envs=2", "env.kwargs.max_episode_steps=100")
@@ -96,8 +97,14 @@ def test_minatar_presets_train_with_the_image_encoder(game, compose_config, tmp_
 def test_stored_transitions_never_straddle_episodes(compose_config, tmp_path: Path):
     from rlgumbel.config import build_trainer
 
-    cfg = compose_config(f"env.id={COUNTER_ID}", "env.num_envs=3", "trainer.total_steps=90",
-                         "trainer.learning_starts=90", "trainer.eval_episodes=1", "trainer.progress=false")
+    cfg = compose_config(
+        f"env.id={COUNTER_ID}",
+        "env.num_envs=3",
+        "trainer.total_steps=90",
+        "trainer.learning_starts=90",
+        "trainer.eval_episodes=1",
+        "trainer.progress=false",
+    )
     trainer = build_trainer(cfg, tmp_path)
     episodes_at_start = _episodes(trainer)
     while trainer.step < 90:

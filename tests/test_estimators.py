@@ -19,28 +19,6 @@ from hydra.utils import instantiate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
-from torch import nn
-from torch.nn import functional as F
-
-from rlgumbel.diagnostics import (
-    estimator_statistics,
-    gradient_diagnostics,
-    logit_gradients,
-    policy_gradients,
-)
-from rlgumbel.names import option_name
-from rlgumbel.selectors import (
-    ActionSelector,
-    ExpectedSelector,
-    GumbelRaoSelector,
-    GumbelSoftmaxSelector,
-    ReinmaxSelector,
-    SampleSelector,
-    StraightThroughSelector,
-    conditional_perturbed_logits,
-    gumbel_max_sample,
-    perturbed_logits,
-)
 from test_selectors import (
     EXTREME_CASES,
     HAND_LOGITS,
@@ -54,6 +32,23 @@ from test_selectors import (
     assert_valid_selection,
     exact_policy_gradient,
     hand_probabilities,
+)
+from torch import nn
+from torch.nn import functional as F
+
+from rlgumbel.diagnostics import estimator_statistics, gradient_diagnostics, logit_gradients, policy_gradients
+from rlgumbel.names import option_name
+from rlgumbel.selectors import (
+    ActionSelector,
+    ExpectedSelector,
+    GumbelRaoSelector,
+    GumbelSoftmaxSelector,
+    ReinmaxSelector,
+    SampleSelector,
+    StraightThroughSelector,
+    conditional_perturbed_logits,
+    gumbel_max_sample,
+    perturbed_logits,
 )
 
 NEW_SELECTORS = {
@@ -117,8 +112,7 @@ FLOAT32_OR_MASKED = st.one_of(st.floats(width=32, allow_nan=False, allow_infinit
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(FLOAT32_OR_MASKED, min_size=2, max_size=6),
-       st.integers(0, 2**31 - 1))
+@given(st.lists(FLOAT32_OR_MASKED, min_size=2, max_size=6), st.integers(0, 2**31 - 1))
 def test_conditional_draws_argmax_property(row, seed):
     # Any float32 logits with at least one legal action, conditioned on a Gumbel-max sample.
     logits = torch.tensor(row, dtype=torch.float32)
@@ -175,7 +169,7 @@ def test_straight_through_gradient_is_the_tempered_softmax_jacobian(temperature)
     expected = [g / temperature for g in jacobian_times(s, HAND_Q)]
     seen = set()
     for seed in range(30):
-        selection, gradient, critic_grad = hand_gradient(StraightThroughSelector(), temperature, seed)
+        selection, gradient, _critic_grad = hand_gradient(StraightThroughSelector(), temperature, seed)
         assert selection.action.tolist() == [F.one_hot(selection.env_action, 3)[0].double().tolist()]
         assert gradient == pytest.approx(expected, rel=1e-12, abs=1e-15)
         seen.add(selection.env_action.item())
@@ -205,8 +199,9 @@ def test_reinmax_gradient_matches_the_published_formula(temperature):
     assert seen == {0, 1, 2}
 
 
-def per_row_gradients(selector: ActionSelector, logits: list[float], q: list[float], temperature: float,
-                      n: int, seed: int) -> torch.Tensor:
+def per_row_gradients(
+    selector: ActionSelector, logits: list[float], q: list[float], temperature: float, n: int, seed: int
+) -> torch.Tensor:
     """[n, A] i.i.d. draws of the selector's gradient for one state (n rows of the same logits)."""
     leaf = torch.tensor(logits, dtype=torch.float64).repeat(n, 1).requires_grad_()
     critic = LinearCritic(torch.tensor(q, dtype=torch.float64).repeat(n, 1))
@@ -388,10 +383,15 @@ def test_gumbel_rao_refuses_samples_that_are_not_whole_numbers_of_at_least_one(s
 # Shipped configs
 
 
-@pytest.mark.parametrize("option,cls", [("straight_through", StraightThroughSelector),
-                                        ("gumbel_rao", GumbelRaoSelector),
-                                        ("reinmax", ReinmaxSelector),
-                                        ("expected", ExpectedSelector)])
+@pytest.mark.parametrize(
+    "option,cls",
+    [
+        ("straight_through", StraightThroughSelector),
+        ("gumbel_rao", GumbelRaoSelector),
+        ("reinmax", ReinmaxSelector),
+        ("expected", ExpectedSelector),
+    ],
+)
 def test_new_selectors_compose_and_instantiate(option, cls, compose_config):
     cfg = compose_config(f"selector={option}")
     assert option_name(cfg.selector._target_) == option
@@ -426,8 +426,10 @@ class FixedCritic:
 def small_problem(dtype=torch.float64):
     """A tiny MLP actor over 6 states (first feature = state index) and a fixed critic."""
     states, features, actions = 6, 3, 4
-    obs = torch.cat([torch.arange(states, dtype=dtype)[:, None],
-                     torch.randn(states, features - 1, generator=rng(0), dtype=dtype)], 1)
+    obs = torch.cat(
+        [torch.arange(states, dtype=dtype)[:, None], torch.randn(states, features - 1, generator=rng(0), dtype=dtype)],
+        1,
+    )
     actor = nn.Sequential(nn.Linear(features, 5), nn.Tanh(), nn.Linear(5, actions)).to(dtype)
     with torch.no_grad():  # initialised from a generator, not the global seed
         for index, param in enumerate(actor.parameters()):
@@ -483,8 +485,9 @@ def test_batched_parameter_gradients_equal_a_loop_of_backward_passes():
     assert not torch.equal(estimates[0], estimates[1])  # independent noise per estimate
 
 
-@pytest.mark.parametrize("selector", [ExpectedSelector(), StraightThroughSelector()],
-                         ids=["expected", "straight_through"])
+@pytest.mark.parametrize(
+    "selector", [ExpectedSelector(), StraightThroughSelector()], ids=["expected", "straight_through"]
+)
 def test_exact_estimators_have_no_bias_and_no_variance(selector):
     # Expected is exact by construction; straight-through at τ = 1 with a linear critic is
     # J(softmax)·Q = the exact gradient. Every estimate must equal g*, which also checks that
@@ -506,8 +509,11 @@ def test_diagnostics_tell_an_unbiased_estimator_from_a_biased_one():
     # effective dimensions). The soft Gumbel-softmax at τ = 2 is biased (it measured 0.57 of
     # |g*|, ~270 times its floor): it must come out above 10 times the floor.
     actor, obs, critic = small_problem()
-    for selector, temperature, unbiased in ((SampleSelector(), 1.0, True), (ReinmaxSelector(), 1.0, True),
-                                            (GumbelSoftmaxSelector(), 2.0, False)):
+    for selector, temperature, unbiased in (
+        (SampleSelector(), 1.0, True),
+        (ReinmaxSelector(), 1.0, True),
+        (GumbelSoftmaxSelector(), 2.0, False),
+    ):
         result = gradient_diagnostics(actor, obs, critic.bind, selector, temperature, rng(1), samples=4000)
         ratio = result["estimator/relative_bias"] / result["estimator/relative_standard_error"]
         assert (ratio < 4) if unbiased else (ratio > 10), (type(selector).__name__, ratio)
@@ -519,8 +525,15 @@ def test_diagnostics_tell_an_unbiased_estimator_from_a_biased_one():
 def test_diagnostics_leave_parameter_grads_alone_and_check_samples():
     actor, obs, critic = small_problem()
     result = gradient_diagnostics(actor, obs, critic.bind, GumbelRaoSelector(3), 0.5, rng(0), samples=16)
-    assert set(result) == {"estimator/cosine", "estimator/relative_bias", "estimator/relative_standard_error",
-                           "estimator/variance", "estimator/snr", "estimator/grad_norm", "estimator/exact_norm"}
+    assert set(result) == {
+        "estimator/cosine",
+        "estimator/relative_bias",
+        "estimator/relative_standard_error",
+        "estimator/variance",
+        "estimator/snr",
+        "estimator/grad_norm",
+        "estimator/exact_norm",
+    }
     assert all(isinstance(v, float) and math.isfinite(v) for v in result.values())
     assert all(p.grad is None for p in actor.parameters())
     for samples in (1, 0, 2.0, True):

@@ -25,8 +25,9 @@ SEEDS = (0, 1, 2)
 def test_each_selector_beats_the_random_policy_on_cartpole(selector, compose_config, tmp_path: Path):
     best = []
     for seed in SEEDS:
-        cfg = compose_config(f"selector={selector}", f"seed={seed}", "trainer.total_steps=40000",
-                             "trainer.progress=false")
+        cfg = compose_config(
+            f"selector={selector}", f"seed={seed}", "trainer.total_steps=40000", "trainer.progress=false"
+        )
         summary = build_trainer(cfg, tmp_path / f"seed{seed}").run()
         best.append(summary["best_eval_return_greedy"])
     assert RANDOM_POLICY_RETURN < THRESHOLD
@@ -43,8 +44,7 @@ def test_each_selector_beats_the_random_policy_on_cartpole(selector, compose_con
 def test_default_selector_solves_sparse_reward_presets(env, steps, compose_config, tmp_path: Path):
     best = []
     for seed in (0, 1):
-        cfg = compose_config(f"env={env}", f"seed={seed}", f"trainer.total_steps={steps}",
-                             "trainer.progress=false")
+        cfg = compose_config(f"env={env}", f"seed={seed}", f"trainer.total_steps={steps}", "trainer.progress=false")
         summary = build_trainer(cfg, tmp_path / f"seed{seed}").run()
         best.append(summary["best_eval_return_greedy"])
     assert all(b >= cfg.env.solved_return for b in best), best

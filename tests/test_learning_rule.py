@@ -46,20 +46,33 @@ def set_critic_values(critic: QHeadCritic, values: torch.Tensor) -> None:
 
 
 def hand_agent(make_agent, selector=None, **overrides) -> ActorCritic:
-    agent = make_agent(OBS_DIM, ACTIONS, selector or GumbelSoftmaxSelector(), gamma=GAMMA,
-                       target_entropy_fraction=None, **{"entropy_coef": 0.0, **overrides})
+    agent = make_agent(
+        OBS_DIM,
+        ACTIONS,
+        selector or GumbelSoftmaxSelector(),
+        gamma=GAMMA,
+        target_entropy_fraction=None,
+        **{"entropy_coef": 0.0, **overrides},
+    )
     set_actor_logits(agent.actor, LOGITS)
     set_critic_values(agent.target_critic, TARGET_Q)
     return agent
 
 
-def hand_batch(rewards: list[list[float]], steps: list[int], terminated: list[float],
-               next_mask: torch.Tensor | None = None) -> Batch:
+def hand_batch(
+    rewards: list[list[float]], steps: list[int], terminated: list[float], next_mask: torch.Tensor | None = None
+) -> Batch:
     size = len(steps)
-    return Batch(obs=torch.zeros(size, OBS_DIM), action=torch.zeros(size, dtype=torch.int64),
-                 reward=torch.tensor(rewards), next_obs=torch.randn(size, OBS_DIM, generator=torch.Generator().manual_seed(0)),
-                 terminated=torch.tensor(terminated), steps=torch.tensor(steps),
-                 mask=None if next_mask is None else torch.ones(size, ACTIONS, dtype=torch.bool), next_mask=next_mask)
+    return Batch(
+        obs=torch.zeros(size, OBS_DIM),
+        action=torch.zeros(size, dtype=torch.int64),
+        reward=torch.tensor(rewards),
+        next_obs=torch.randn(size, OBS_DIM, generator=torch.Generator().manual_seed(0)),
+        terminated=torch.tensor(terminated),
+        steps=torch.tensor(steps),
+        mask=None if next_mask is None else torch.ones(size, ACTIONS, dtype=torch.bool),
+        next_mask=next_mask,
+    )
 
 
 def expected_value(probs: torch.Tensor) -> float:
@@ -69,13 +82,18 @@ def expected_value(probs: torch.Tensor) -> float:
 def test_expected_target_bootstraps_unless_terminated_and_sums_the_reward_window(make_agent):
     agent = hand_agent(make_agent, n_step=3)
     value = expected_value(torch.softmax(LOGITS, -1))
-    batch = hand_batch(rewards=[[1.0, 0, 0], [1.0, 0, 0], [1.0, 2.0, 3.0], [1.0, 2.0, 0]],
-                       steps=[1, 1, 3, 2], terminated=[1.0, 0.0, 0.0, 1.0])
+    batch = hand_batch(
+        rewards=[[1.0, 0, 0], [1.0, 0, 0], [1.0, 2.0, 3.0], [1.0, 2.0, 0]],
+        steps=[1, 1, 3, 2],
+        terminated=[1.0, 0.0, 0.0, 1.0],
+    )
     target = agent.td_target(batch, 1.0, torch.Generator().manual_seed(0))
-    by_hand = [1.0,                                                   # terminated: the reward alone
-               1.0 + GAMMA * value,                                   # truncated or running: bootstrap
-               1.0 + GAMMA * 2.0 + GAMMA**2 * 3.0 + GAMMA**3 * value,  # a full 3-step window
-               1.0 + GAMMA * 2.0]                                     # terminated on its 2nd step
+    by_hand = [
+        1.0,  # terminated: the reward alone
+        1.0 + GAMMA * value,  # truncated or running: bootstrap
+        1.0 + GAMMA * 2.0 + GAMMA**2 * 3.0 + GAMMA**3 * value,  # a full 3-step window
+        1.0 + GAMMA * 2.0,
+    ]  # terminated on its 2nd step
     torch.testing.assert_close(target, torch.tensor(by_hand), rtol=1e-6, atol=1e-6)
 
 
@@ -112,8 +130,15 @@ def test_sampled_target_values_the_selectors_action_by_the_per_action_minimum(ma
 
 
 def test_concat_critic_target_takes_the_minimum_of_the_twins(make_agent):
-    agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(), critic={"kind": "concat"}, gamma=GAMMA,
-                       entropy_coef=0.0, target_entropy_fraction=None)
+    agent = make_agent(
+        OBS_DIM,
+        ACTIONS,
+        GumbelSoftmaxSelector(),
+        critic={"kind": "concat"},
+        gamma=GAMMA,
+        entropy_coef=0.0,
+        target_entropy_fraction=None,
+    )
     with torch.no_grad():  # Q'_j(s, y) = b_j whatever the input: b = (4, −1)
         agent.target_critic.net.weights[-1].zero_()
         agent.target_critic.net.biases[-1].copy_(torch.tensor([4.0, -1.0]).view(2, 1, 1))
@@ -139,8 +164,15 @@ def test_one_actor_step_raises_the_critics_value_of_the_policy(option, make_agen
     # unless the estimate points away from the exact gradient. An actor that minimises Q̂
     # lowers J by as much.
     selector = instantiate(compose_config(f"selector={option}").selector)
-    agent = make_agent(OBS_DIM, ACTIONS, selector, actor={"lr": 1e-3}, actor_update_every=1, entropy_coef=0.0,
-                       target_entropy_fraction=None)
+    agent = make_agent(
+        OBS_DIM,
+        ACTIONS,
+        selector,
+        actor={"lr": 1e-3},
+        actor_update_every=1,
+        entropy_coef=0.0,
+        target_entropy_fraction=None,
+    )
     generator = torch.Generator().manual_seed(0)
     obs = torch.randn(2048, OBS_DIM, generator=generator)
     with torch.no_grad():  # critics with clear preferences between actions
@@ -159,8 +191,13 @@ def test_target_critics_follow_the_polyak_average(make_agent):
         for param in agent.target_critic.parameters():
             param.add_(1.0)  # targets apart from the critics
     old_target = [p.detach().clone() for p in agent.target_critic.parameters()]
-    batch = one_step_batch(torch.randn(16, OBS_DIM), torch.zeros(16, dtype=torch.int64), torch.ones(16),
-                           torch.randn(16, OBS_DIM), torch.zeros(16))
+    batch = one_step_batch(
+        torch.randn(16, OBS_DIM),
+        torch.zeros(16, dtype=torch.int64),
+        torch.ones(16),
+        torch.randn(16, OBS_DIM),
+        torch.zeros(16),
+    )
     agent.update(batch, 1.0, torch.Generator().manual_seed(0))
     for old, new, critic in zip(old_target, agent.target_critic.parameters(), agent.critic.parameters()):
         torch.testing.assert_close(new, 0.75 * old + 0.25 * critic.detach(), rtol=1e-6, atol=1e-6)
@@ -170,8 +207,9 @@ def test_target_critics_follow_the_polyak_average(make_agent):
 def test_every_critic_form_and_target_learns_a_fixed_regression(kind, target, make_agent):
     # With the discount 0 the target is the reward itself: 200 critic steps on one batch must
     # bring both critics' values of the taken actions close to it (from errors of order 1).
-    agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(), critic={"kind": kind, "lr": 1e-2}, gamma=0.0,
-                       critic_target=target)
+    agent = make_agent(
+        OBS_DIM, ACTIONS, GumbelSoftmaxSelector(), critic={"kind": kind, "lr": 1e-2}, gamma=0.0, critic_target=target
+    )
     generator = torch.Generator().manual_seed(0)
     obs = torch.randn(32, OBS_DIM, generator=generator)
     action = torch.randint(ACTIONS, (32,), generator=generator)
@@ -186,8 +224,9 @@ def test_every_critic_form_and_target_learns_a_fixed_regression(kind, target, ma
 def test_normaliser_tracks_the_mean_and_variance_of_what_it_observed(make_agent):
     agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(), normalize_observations=True)
     generator = torch.Generator().manual_seed(0)
-    batches = [torch.randn(n, OBS_DIM, generator=generator) * torch.tensor([1.0, 10.0, 0.01]) + 5.0
-               for n in (1, 4, 7, 4)]
+    batches = [
+        torch.randn(n, OBS_DIM, generator=generator) * torch.tensor([1.0, 10.0, 0.01]) + 5.0 for n in (1, 4, 7, 4)
+    ]
     for batch in batches:
         agent.observe(batch)
     seen = torch.cat(batches).double().numpy()
@@ -195,7 +234,9 @@ def test_normaliser_tracks_the_mean_and_variance_of_what_it_observed(make_agent)
     np.testing.assert_allclose(agent.normalizer.var.numpy(), seen.var(0), rtol=1e-4)
     # the networks see standardised inputs
     obs = torch.tensor(seen[:5], dtype=torch.float32)
-    standardised = (obs - torch.tensor(seen.mean(0), dtype=torch.float32)) / torch.tensor(seen.std(0), dtype=torch.float32)
+    standardised = (obs - torch.tensor(seen.mean(0), dtype=torch.float32)) / torch.tensor(
+        seen.std(0), dtype=torch.float32
+    )
     torch.testing.assert_close(agent.logits(obs), agent.actor(standardised), rtol=1e-4, atol=1e-4)
     # and the statistics travel with the agent's state
     restored = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(), normalize_observations=True)
@@ -220,8 +261,9 @@ def test_cnn_agent_updates_on_image_observations(make_agent):
     generator = torch.Generator().manual_seed(0)
     images = (torch.rand(8, 4, 10, 10, generator=generator) < 0.1).float()
     before = [p.detach().clone() for p in agent.actor.parameters()]
-    metrics = agent.update(one_step_batch(images, torch.zeros(8, dtype=torch.int64), torch.ones(8), images,
-                                          torch.zeros(8)), 1.0, generator)
+    metrics = agent.update(
+        one_step_batch(images, torch.zeros(8, dtype=torch.int64), torch.ones(8), images, torch.zeros(8)), 1.0, generator
+    )
     assert all(math.isfinite(float(v)) for v in metrics.values())
     assert any(not torch.equal(b, p) for b, p in zip(before, agent.actor.parameters()))
     assert agent.logits(images).shape == (8, ACTIONS)

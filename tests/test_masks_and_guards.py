@@ -9,8 +9,8 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 import torch
-
 from conftest import CONFIG_DIR, TINY, read_scalars
+
 from rlgumbel.checkpoint import load_latest_checkpoint
 from rlgumbel.config import build_trainer
 
@@ -62,8 +62,9 @@ def test_masked_actions_are_never_taken_on_taxi(selector, compose_config, tmp_pa
 
 def test_a_nan_loss_stops_a_strict_run_with_the_last_good_parameters(cli, tmp_path: Path):
     run_dir = tmp_path / "run"
-    code, _, err = cli(*TINY, f"env.id={NAN_ENV}", "env.num_envs=1", "trainer.total_steps=600",
-                       f"hydra.run.dir={run_dir}")
+    code, _, err = cli(
+        *TINY, f"env.id={NAN_ENV}", "env.num_envs=1", "trainer.total_steps=600", f"hydra.run.dir={run_dir}"
+    )
     assert code == 3
     line = err.strip().splitlines()[-1]
     assert line.startswith("error: training diverged at env step ") and "critic loss nan" in line
@@ -77,8 +78,14 @@ def test_a_nan_loss_stops_a_strict_run_with_the_last_good_parameters(cli, tmp_pa
 
 def test_a_lenient_run_skips_and_counts_bad_batches(cli, tmp_path: Path):
     run_dir = tmp_path / "run"
-    code, out, err = cli(*TINY, f"env.id={NAN_ENV}", "env.num_envs=1", "trainer.total_steps=600",
-                         "trainer.strict=false", f"hydra.run.dir={run_dir}")
+    code, _out, err = cli(
+        *TINY,
+        f"env.id={NAN_ENV}",
+        "env.num_envs=1",
+        "trainer.total_steps=600",
+        "trainer.strict=false",
+        f"hydra.run.dir={run_dir}",
+    )
     assert code == 0, err
     skipped = read_scalars(run_dir / "tb")["health/skipped_updates"]
     assert skipped[-1][1] > 0 and skipped[0][1] == 0

@@ -55,8 +55,9 @@ def problem(kind: type) -> tuple[torch.Tensor, torch.Tensor, QHeadCritic | Conca
 def test_q_head_values_action_vectors_by_the_per_action_minimum():
     obs, _, critic = problem(QHeadCritic)
     values = critic.bind(obs)
-    relaxed = torch.softmax(torch.randn(STATES, ACTIONS, generator=torch.Generator().manual_seed(2),
-                                        dtype=torch.float64), -1)
+    relaxed = torch.softmax(
+        torch.randn(STATES, ACTIONS, generator=torch.Generator().manual_seed(2), dtype=torch.float64), -1
+    )
     minimum = values.all_each().amin(0)
     torch.testing.assert_close(values.of(relaxed), (relaxed * minimum).sum(-1), rtol=1e-12, atol=1e-12)
     assert (values.of_each(relaxed).amin(0) > values.of(relaxed) + 1e-6).any()  # the two differ here
@@ -95,8 +96,9 @@ ESTIMATES = 20_000
 def test_exact_estimators_equal_the_gradient_of_the_shared_objective(name):
     make, kind = EXACT[name]
     obs, logits, critic = problem(kind)
-    exact, estimates = logit_gradients(logits, obs, critic.bind, make(), 1.0,
-                                       torch.Generator().manual_seed(3), samples=4)
+    exact, estimates = logit_gradients(
+        logits, obs, critic.bind, make(), 1.0, torch.Generator().manual_seed(3), samples=4
+    )
     for estimate in estimates:
         torch.testing.assert_close(estimate, exact, rtol=1e-9, atol=1e-12)
 
@@ -110,9 +112,10 @@ def test_unbiased_estimators_average_to_the_gradient_of_the_shared_objective(nam
     # standard errors on this problem, far outside the band.
     make, kind = UNBIASED[name]
     obs, logits, critic = problem(kind)
-    exact, estimates = logit_gradients(logits, obs, critic.bind, make(), 1.0,
-                                       torch.Generator().manual_seed(4), samples=ESTIMATES)
-    mean, standard_error = estimates.mean(0), estimates.std(0) / ESTIMATES ** 0.5
+    exact, estimates = logit_gradients(
+        logits, obs, critic.bind, make(), 1.0, torch.Generator().manual_seed(4), samples=ESTIMATES
+    )
+    mean, standard_error = estimates.mean(0), estimates.std(0) / ESTIMATES**0.5
     assert (standard_error > 0).any()
     assert ((mean - exact).abs() <= 5 * standard_error + 1e-12).all(), (mean - exact) / standard_error
 

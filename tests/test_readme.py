@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, TINY
+
 from rlgumbel.cli.preflight import check_command_line
 from rlgumbel.cli.train import CONFIG_DIR
 from rlgumbel.config import build_trainer
@@ -21,14 +21,14 @@ BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
 
 def _commands(program: str) -> list[list[str]]:
     lines = [line for lang, body in BLOCKS if lang == "bash" for line in body.splitlines()]
-    return [shlex.split(line.split("#")[0])[1:] for line in lines
-            if line.split(" ")[0].endswith(program)]
+    return [shlex.split(line.split("#")[0])[1:] for line in lines if line.split(" ")[0].endswith(program)]
 
 
 def _first_of_each_sweep(arguments: list[str]) -> list[str]:
     """A multirun's arguments with every comma list cut to its first value (one job of it)."""
-    return [a.split("=", 1)[0] + "=" + a.split("=", 1)[1].split(",")[0] if "=" in a else a
-            for a in arguments if a != "-m"]
+    return [
+        a.split("=", 1)[0] + "=" + a.split("=", 1)[1].split(",")[0] if "=" in a else a for a in arguments if a != "-m"
+    ]
 
 
 TRAIN_COMMANDS = [c for c in _commands("rlgumbel-train") if not any(a.startswith("resume=") for a in c)]
@@ -56,18 +56,20 @@ def test_every_train_command_passes_the_preflight_with_its_hydra_options(argumen
     assert check_command_line(arguments, CONFIG_DIR, "train") is None
 
 
-ERROR_EXAMPLES = [body.strip().splitlines() for lang, body in BLOCKS
-                  if lang == "text" and body.startswith("$ rlgumbel-train")]
+ERROR_EXAMPLES = [
+    body.strip().splitlines() for lang, body in BLOCKS if lang == "text" and body.startswith("$ rlgumbel-train")
+]
 
 
 @pytest.mark.parametrize("command,expected", ERROR_EXAMPLES, ids=[c for c, _ in ERROR_EXAMPLES])
 def test_the_error_examples_are_what_the_cli_prints(command, expected, cli, tmp_path: Path):
-    code, _, err = cli(*shlex.split(command)[2:], f"hydra.run.dir={tmp_path / 'run'}",
-                       f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    code, _, err = cli(
+        *shlex.split(command)[2:], f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"
+    )
     assert code == 2 and err.strip() == expected
 
 
-@pytest.mark.parametrize("target", ["train", "test", "test-slow", "bench", "setup"])
+@pytest.mark.parametrize("target", ["train", "test", "test-slow", "lint", "format", "bench", "mutation", "setup"])
 def test_make_targets_exist(target):
     result = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -83,5 +85,5 @@ def test_report_commands_run_on_a_sweep(cli, tmp_path: Path):
     assert commands
     for arguments in commands:
         arguments = [str(sweep) if a.startswith("runs/") else a for a in arguments]
-        assert report_main(arguments + ["--out", str(tmp_path / "report")]) == 0
+        assert report_main([*arguments, "--out", str(tmp_path / "report")]) == 0
         assert (tmp_path / "report" / "report.md").is_file()

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY
-from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
 
+from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
 
 BAD_INPUT = [
     (["selector=softmax"], ["selector=softmax", "allowed", "gumbel_softmax"]),
@@ -32,7 +31,7 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize("overrides,words", BAD_INPUT, ids=[" ".join(o) for o, _ in BAD_INPUT])
 def test_bad_input_is_one_clear_line_and_writes_nothing(overrides, words, cli, tmp_path: Path):
-    code, out, err = cli(*TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    code, _out, err = cli(*TINY, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -75,7 +74,7 @@ def test_corrupted_checkpoint_falls_back_to_the_previous_one(cli, tmp_path: Path
     _train(cli, run_dir)
     newest = list_checkpoints(run_dir / "checkpoints")[-1]
     newest.write_bytes(newest.read_bytes()[:100])  # truncated, as by a full disk
-    code, out, err = cli(f"resume={run_dir}")
+    code, _out, err = cli(f"resume={run_dir}")
     assert code == 0, err
     assert f"{newest.name} is unreadable" in err and "using an older checkpoint" in err
 
@@ -113,12 +112,13 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path: Path):
 
 def test_a_failing_job_does_not_stop_the_sweep(cli, tmp_path: Path):
     sweep = tmp_path / "sweep"
-    code, out, err = cli("-m", "schedule=constant", "schedule.start=0,1", *TINY, f"hydra.sweep.dir={sweep}")
+    code, _out, _err = cli("-m", "schedule=constant", "schedule.start=0,1", *TINY, f"hydra.sweep.dir={sweep}")
     assert code != 0  # the sweep reports its failure at the end
     runs = {p.name: p for p in sweep.iterdir() if p.is_dir()}
     failed, finished = runs["gumbel_softmax_constant_T0_seed0_job0"], runs["gumbel_softmax_constant_T1_seed0_job1"]
     assert "temperatures must be > 0" in (failed / "error.txt").read_text()
     assert list_checkpoints(finished / "checkpoints") and not (finished / "error.txt").exists()
 
-    from rlgumbel.report import FAILED, COMPLETED, load_run
+    from rlgumbel.report import COMPLETED, FAILED, load_run
+
     assert load_run(failed, sweep).status == FAILED and load_run(finished, sweep).status == COMPLETED

@@ -24,13 +24,24 @@ from rlgumbel.logger import Logger
 
 METRIC = "charts/eval_return_greedy"
 BIN = Path(sys.executable).parent
-TARGETS = {"argmax": "rlgumbel.selectors.ArgmaxSelector", "sample": "rlgumbel.selectors.SampleSelector",
-           "gumbel_softmax": "rlgumbel.selectors.GumbelSoftmaxSelector"}
+TARGETS = {
+    "argmax": "rlgumbel.selectors.ArgmaxSelector",
+    "sample": "rlgumbel.selectors.SampleSelector",
+    "gumbel_softmax": "rlgumbel.selectors.GumbelSoftmaxSelector",
+}
 
 
-def run_config(seed: int = 0, selector: str = "gumbel_softmax", hard: bool = False, temperature: float = 1.0,
-               end: float | None = None, env: str = "CartPole-v1", solved_return: float = 475.0,
-               entropy_coef: float = 0.0, **management: Any) -> dict[str, Any]:
+def run_config(
+    seed: int = 0,
+    selector: str = "gumbel_softmax",
+    hard: bool = False,
+    temperature: float = 1.0,
+    end: float | None = None,
+    env: str = "CartPole-v1",
+    solved_return: float = 475.0,
+    entropy_coef: float = 0.0,
+    **management: Any,
+) -> dict[str, Any]:
     """A minimal resolved config; `end` given: an exponential schedule, else a constant one."""
     selector_node: dict[str, Any] = {"_target_": TARGETS[selector]}
     if selector == "gumbel_softmax":
@@ -39,16 +50,34 @@ def run_config(seed: int = 0, selector: str = "gumbel_softmax", hard: bool = Fal
         selector_node["epsilon"] = {"_target_": "rlgumbel.schedules.LinearSchedule", "start": 1.0, "end": 0.05}
     schedule: dict[str, Any] = {"_target_": "rlgumbel.schedules.ConstantSchedule", "start": temperature}
     if end is not None:
-        schedule = {"_target_": "rlgumbel.schedules.ExponentialSchedule", "start": temperature, "end": end,
-                    "rate": 1e-4}
-    return {"experiment_name": "test", "seed": seed, "device": "cpu", "num_threads": 1, "resume": None,
-            "trainer": {"total_steps": 2000, "eval_every": 500, "progress": True},
-            "selector": selector_node, "schedule": schedule, "agent": {"entropy_coef": entropy_coef},
-            "env": {"id": env, "num_envs": 1, "solved_return": solved_return}, **management}
+        schedule = {
+            "_target_": "rlgumbel.schedules.ExponentialSchedule",
+            "start": temperature,
+            "end": end,
+            "rate": 1e-4,
+        }
+    return {
+        "experiment_name": "test",
+        "seed": seed,
+        "device": "cpu",
+        "num_threads": 1,
+        "resume": None,
+        "trainer": {"total_steps": 2000, "eval_every": 500, "progress": True},
+        "selector": selector_node,
+        "schedule": schedule,
+        "agent": {"entropy_coef": entropy_coef},
+        "env": {"id": env, "num_envs": 1, "solved_return": solved_return},
+        **management,
+    }
 
 
-def write_run(run_dir: Path, config: dict[str, Any], evals: dict[int, float], status: str | None = "success",
-              purge_step: int | None = None) -> Path:
+def write_run(
+    run_dir: Path,
+    config: dict[str, Any],
+    evals: dict[int, float],
+    status: str | None = "success",
+    purge_step: int | None = None,
+) -> Path:
     """A run folder: its config and an event session with greedy eval returns `evals` {step: value}.
 
     Args:
@@ -66,7 +95,7 @@ def write_run(run_dir: Path, config: dict[str, Any], evals: dict[int, float], st
 
 def curve(final: float, reached_at: int | None = None, level: float = 475.0) -> dict[int, float]:
     """Evals at 500..2000: below `level` until `reached_at` (exactly `level` there), `final` at 2000."""
-    evals = {step: 10.0 for step in (500, 1000, 1500)}
+    evals = dict.fromkeys((500, 1000, 1500), 10.0)
     if reached_at is not None and reached_at < 2000:
         evals[reached_at] = level
     evals[2000] = final if reached_at is None or reached_at < 2000 else max(final, level)
@@ -75,8 +104,14 @@ def curve(final: float, reached_at: int | None = None, level: float = 475.0) -> 
 
 def iqm_ci(values: np.ndarray) -> tuple[float, float]:
     """What the report must reproduce: scipy's percentile bootstrap with seed 0, by hand."""
-    result = stats.bootstrap((values,), lambda x, axis: stats.trim_mean(x, 0.25, axis=axis), n_resamples=9999,
-                             confidence_level=0.95, method="percentile", rng=np.random.default_rng(0))
+    result = stats.bootstrap(
+        (values,),
+        lambda x, axis: stats.trim_mean(x, 0.25, axis=axis),
+        n_resamples=9999,
+        confidence_level=0.95,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    )
     return result.confidence_interval.low, result.confidence_interval.high
 
 
@@ -150,14 +185,25 @@ def test_median_steps_counts_unreached_as_infinite() -> None:
 
 def test_groups_split_by_config_but_not_by_seed_or_run_management(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    variants = [dict(selector="argmax"), dict(selector="gumbel_softmax", hard=False),
-                dict(selector="gumbel_softmax", hard=True), dict(selector="gumbel_softmax", temperature=0.5),
-                dict(selector="sample", entropy_coef=0.01), dict(selector="sample", temperature=2.0, end=0.1)]
+    variants = [
+        {"selector": "argmax"},
+        {"selector": "gumbel_softmax", "hard": False},
+        {"selector": "gumbel_softmax", "hard": True},
+        {"selector": "gumbel_softmax", "temperature": 0.5},
+        {"selector": "sample", "entropy_coef": 0.01},
+        {"selector": "sample", "temperature": 2.0, "end": 0.1},
+    ]
     for index, variant in enumerate(variants):
         for seed in range(2):
             # Run management differs between seeds and must not split a group.
-            config = run_config(seed, **variant, device=f"cpu{seed}", num_threads=seed + 1,
-                                experiment_name=f"e{seed}", resume=None if seed == 0 else "somewhere")
+            config = run_config(
+                seed,
+                **variant,
+                device=f"cpu{seed}",
+                num_threads=seed + 1,
+                experiment_name=f"e{seed}",
+                resume=None if seed == 0 else "somewhere",
+            )
             config["trainer"]["progress"] = seed == 0
             write_run(sweep / f"v{index}" / f"seed{seed}", config, curve(float(index)))
     result = report.write_report(sweep)
@@ -200,8 +246,13 @@ def test_failed_and_incomplete_runs_are_listed_not_averaged(tmp_path: Path) -> N
     summary = only_summary(result)
     assert summary.mean == 20.0 and len(summary.finals) == 3
     statuses = {run.name: run.status for run in summary.group.runs}
-    assert statuses == {"ok0": "completed", "ok1": "completed", "ok2": "completed",
-                        "crashed": "failed", "killed": "incomplete"}
+    assert statuses == {
+        "ok0": "completed",
+        "ok1": "completed",
+        "ok2": "completed",
+        "crashed": "failed",
+        "killed": "incomplete",
+    }
     row = table_row(result.markdown, "G1")
     assert (row[2], row[3], row[6], row[7]) == ("3", "20.0", "1", "1")
     failed = result.markdown.split("**Failed runs")[1].split("**Incomplete runs")[0]
@@ -324,8 +375,16 @@ def test_tidy_csv(tmp_path: Path) -> None:
     with open(sweep / "report" / "scalars.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.reader(file))
     assert rows[0] == list(report.CSV_COLUMNS)
-    assert ["run", "gumbel_softmax (soft), constant τ=0.5", "7", "CartPole-v1", METRIC, "1000", "2.5",
-            "completed"] in rows
+    assert [
+        "run",
+        "gumbel_softmax (soft), constant τ=0.5",
+        "7",
+        "CartPole-v1",
+        METRIC,
+        "1000",
+        "2.5",
+        "completed",
+    ] in rows
     assert len(rows) == 1 + 4  # two tags at two steps
 
 
@@ -366,13 +425,24 @@ def test_cli_success_and_errors(five_seeds: Path, tmp_path: Path, capsys: pytest
 def test_cli_subprocess_on_a_real_sweep(tmp_path: Path) -> None:
     """`rlgumbel-train -m` (2 selectors × 2 seeds, 200 env steps each), then `rlgumbel-report`."""
     sweep = tmp_path / "sweep"
-    train = [str(BIN / "rlgumbel-train"), "-m", "seed=0,1", "selector=argmax,gumbel_softmax",
-             "trainer.total_steps=200", "trainer.learning_starts=100", "trainer.eval_every=100",
-             "trainer.eval_episodes=2", "trainer.log_every=100", "trainer.batch_size=32", "trainer.progress=false",
-             f"hydra.sweep.dir={sweep}"]
+    train = [
+        str(BIN / "rlgumbel-train"),
+        "-m",
+        "seed=0,1",
+        "selector=argmax,gumbel_softmax",
+        "trainer.total_steps=200",
+        "trainer.learning_starts=100",
+        "trainer.eval_every=100",
+        "trainer.eval_episodes=2",
+        "trainer.log_every=100",
+        "trainer.batch_size=32",
+        "trainer.progress=false",
+        f"hydra.sweep.dir={sweep}",
+    ]
     subprocess.run(train, check=True, cwd=tmp_path, capture_output=True, timeout=120)
-    done = subprocess.run([str(BIN / "rlgumbel-report"), str(sweep)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [str(BIN / "rlgumbel-report"), str(sweep)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "| G1 | argmax, exponential τ 1→0.1 | 2 |" in done.stdout
     assert "| G2 | gumbel_softmax (soft), exponential τ 1→0.1 | 2 |" in done.stdout

@@ -9,10 +9,9 @@ import math
 import hypothesis.strategies as st
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
-from hydra.utils import instantiate
-
 from conftest import CONFIG_DIR
+from hydra.utils import instantiate
+from hypothesis import HealthCheck, given, settings
 
 SELECTOR_OPTIONS = sorted(p.stem for p in (CONFIG_DIR / "selector").glob("*.yaml"))
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
@@ -46,10 +45,15 @@ def test_outputs_are_finite_on_the_simplex_and_never_masked(option, compose_conf
     selector = _selector(option, compose_config)
     minimum = getattr(selector, "min_temperature", 0.0)
 
-    @settings(max_examples=60, deadline=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(data=logit_batches(), temperature=st.sampled_from([1e-6, 0.1, 1.0, 10.0, 1e4]),
-           seed=st.integers(0, 2**31 - 1))
+    @settings(
+        max_examples=60,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(
+        data=logit_batches(), temperature=st.sampled_from([1e-6, 0.1, 1.0, 10.0, 1e4]), seed=st.integers(0, 2**31 - 1)
+    )
     def check(data, temperature, seed):
         logits, dtype = data
         temperature = max(temperature, minimum)
@@ -60,8 +64,9 @@ def test_outputs_are_finite_on_the_simplex_and_never_masked(option, compose_conf
         assert not masked.gather(-1, selection.env_action[:, None]).any()
         assert torch.isfinite(action).all()
         assert (action[masked] == 0).all()
-        assert torch.allclose(action.double().sum(-1), torch.ones(len(action), dtype=torch.float64),
-                              atol=SUM_TOLERANCE[dtype])
+        assert torch.allclose(
+            action.double().sum(-1), torch.ones(len(action), dtype=torch.float64), atol=SUM_TOLERANCE[dtype]
+        )
         for statistic in (selection.log_prob, selection.entropy, selection.probs):
             assert torch.isfinite(statistic.detach()).all()
         behaviour = selector.act(logits, temperature, generator, step=0)

@@ -167,9 +167,13 @@ def test_same_seed_same_samples_other_seed_differs(make_generator):
 # Every selector that samples, with the arguments that make it draw all it can (Gumbel-Rao's
 # conditional draws happen only when a gradient is wanted).
 SAMPLING_SELECTORS: dict[str, Callable[[], object]] = {
-    "sample": SampleSelector, "gumbel_soft": lambda: GumbelSoftmaxSelector(hard=False),
-    "gumbel_hard": lambda: GumbelSoftmaxSelector(hard=True), "straight_through": StraightThroughSelector,
-    "gumbel_rao": lambda: GumbelRaoSelector(samples=4), "reinmax": ReinmaxSelector, "expected": ExpectedSelector,
+    "sample": SampleSelector,
+    "gumbel_soft": lambda: GumbelSoftmaxSelector(hard=False),
+    "gumbel_hard": lambda: GumbelSoftmaxSelector(hard=True),
+    "straight_through": StraightThroughSelector,
+    "gumbel_rao": lambda: GumbelRaoSelector(samples=4),
+    "reinmax": ReinmaxSelector,
+    "expected": ExpectedSelector,
 }
 
 
@@ -229,8 +233,10 @@ def test_gumbel_noise_at_the_extreme_uniforms(dtype, monkeypatch):
     assert torch.isfinite(noise).all(), noise
     # u never reaches 0: the lowest raw draws give u = tiny, the finite lowest noise value.
     assert noise[0] == noise[1]
-    expected = torch.tensor([-math.log(-math.log(finfo.tiny)), -math.log(math.log(2)),
-                             -math.log(-math.log1p(-finfo.eps / 2))], dtype=torch.float64)
+    expected = torch.tensor(
+        [-math.log(-math.log(finfo.tiny)), -math.log(math.log(2)), -math.log(-math.log1p(-finfo.eps / 2))],
+        dtype=torch.float64,
+    )
     # one rounding to `dtype` apart at most (the library rounds a float32 value, we a float64)
     tolerance = 2 * torch.finfo(dtype).eps
     torch.testing.assert_close(noise[1:].double(), expected.to(dtype).double(), rtol=tolerance, atol=tolerance)
@@ -241,9 +247,9 @@ def test_gumbel_noise_is_standard_gumbel(make_generator):
     # variance's is sqrt((μ4 - σ⁴)/n) = sqrt((5.4 - 1) σ⁴ / n) ≈ 3.5e-3 (Gumbel excess
     # kurtosis 2.4); 5 SE each. The KS test against scipy's gumbel_r: p > 1e-3 on 1e5 draws.
     noise = gumbel_noise(torch.Size([1_000_000]), make_generator(3), torch.float64)
-    variance = math.pi ** 2 / 6
+    variance = math.pi**2 / 6
     assert abs(noise.mean().item() - EULER_GAMMA) < 5 * math.sqrt(variance / noise.numel())
-    assert abs(noise.var().item() - variance) < 5 * math.sqrt(4.4 * variance ** 2 / noise.numel())
+    assert abs(noise.var().item() - variance) < 5 * math.sqrt(4.4 * variance**2 / noise.numel())
     assert stats.kstest(noise[:100_000].numpy(), "gumbel_r").pvalue > 1e-3
 
 
@@ -321,8 +327,7 @@ def test_argmax_selector_ignores_noise_and_backpropagates_tempered_softmax(make_
     weights = torch.randn(300, 5, generator=make_generator(1))
     selector = greedy_with_epsilon(0.0)
     temperature = 0.4
-    actions = [selector.select(logits, temperature, g).env_action
-               for g in (make_generator(0), make_generator(1), None)]
+    actions = [selector.select(logits, temperature, g).env_action for g in (make_generator(0), make_generator(1), None)]
     for env_action in actions:
         assert torch.equal(env_action, logits.argmax(-1))
     leaf = logits.clone().requires_grad_()
@@ -345,8 +350,7 @@ def test_argmax_act_with_epsilon_one_is_uniform_over_unmasked_actions(make_gener
 def test_argmax_act_with_epsilon_zero_is_greedy(make_generator):
     logits = torch.randn(10_000, 7, generator=make_generator(0))
     for seed in range(3):
-        assert torch.equal(greedy_with_epsilon(0.0).act(logits, 1.0, make_generator(seed), step=0),
-                           logits.argmax(-1))
+        assert torch.equal(greedy_with_epsilon(0.0).act(logits, 1.0, make_generator(seed), step=0), logits.argmax(-1))
 
 
 def test_argmax_act_mixes_greedy_and_uniform_with_the_scheduled_epsilon(make_generator):
@@ -392,17 +396,27 @@ def assert_valid_selection(selection: Selection, logits: torch.Tensor, atol: flo
         assert torch.isfinite(getattr(selection, name)).all(), name
     for vector in (selection.action, selection.probs):
         assert (vector >= 0).all()
-        torch.testing.assert_close(vector.sum(-1).double(), torch.ones(batch, dtype=torch.float64),
-                                   rtol=0, atol=atol)
+        torch.testing.assert_close(vector.sum(-1).double(), torch.ones(batch, dtype=torch.float64), rtol=0, atol=atol)
     assert (selection.entropy >= -atol).all()
 
 
 EXTREME_CASES = {
     # name: (dtype, rows of logits, atol for sums of probability vectors)
-    "float32_huge": (torch.float32, [[1e30, -1e30, 0.0, 5.0], [-1e30, -1e30, -1e30, -1e30 + 1e24],
-                                     [1e30, 1e30, -1e30, 0.0], [3e38, -3e38, 0.0, 1.0]], 1e-5),
-    "float16_huge": (torch.float16, [[6e4, -6e4, 0.0, 5.0], [-6e4, -6e4, -6e4, -5.9e4],
-                                     [6e4, 6e4, -6e4, 0.0], [6.5e4, 1.0, -6.5e4, 0.0]], 4e-3),
+    "float32_huge": (
+        torch.float32,
+        [
+            [1e30, -1e30, 0.0, 5.0],
+            [-1e30, -1e30, -1e30, -1e30 + 1e24],
+            [1e30, 1e30, -1e30, 0.0],
+            [3e38, -3e38, 0.0, 1.0],
+        ],
+        1e-5,
+    ),
+    "float16_huge": (
+        torch.float16,
+        [[6e4, -6e4, 0.0, 5.0], [-6e4, -6e4, -6e4, -5.9e4], [6e4, 6e4, -6e4, 0.0], [6.5e4, 1.0, -6.5e4, 0.0]],
+        4e-3,
+    ),
     "bfloat16_huge": (torch.bfloat16, [[1e30, -1e30, 0.0, 5.0], [1e38, 1e38, -1e38, 0.0]], 3e-2),
     "ties": (torch.float32, [[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, -1.0, 1.0]], 1e-5),
 }
@@ -426,9 +440,11 @@ def test_select_is_finite_and_on_the_simplex_for_extreme_inputs(kind, case, temp
         assert torch.isfinite(gradient).all()
 
 
-MASKED_LOGITS = [[0.3, -math.inf, 1.2, -math.inf, -0.5],
-                 [-math.inf, 2.0, -math.inf, -math.inf, -1.0],
-                 [-math.inf, -math.inf, -math.inf, 4.0, -math.inf]]  # a single legal action
+MASKED_LOGITS = [
+    [0.3, -math.inf, 1.2, -math.inf, -0.5],
+    [-math.inf, 2.0, -math.inf, -math.inf, -1.0],
+    [-math.inf, -math.inf, -math.inf, 4.0, -math.inf],
+]  # a single legal action
 
 
 @pytest.mark.parametrize("temperature", [1e-8, 0.5, 1e4])
@@ -471,8 +487,11 @@ def test_entropy_bonus_gradient_has_no_nan_with_masks():
 # In float32 a common offset of 1e4 rounds the noise to 2^-10, which moves a tie's split by
 # ~2.5e-4: far inside the 5-SE band (5.6e-3). (At offsets like 1e30 float32 itself cannot hold
 # the noise; policies do not output such logits.)
-@pytest.mark.parametrize("dtype,offset", [(torch.float32, 1e4), (torch.float16, 6e4), (torch.bfloat16, 100.0)],
-                         ids=["float32_1e4", "float16_6e4", "bfloat16_100"])
+@pytest.mark.parametrize(
+    "dtype,offset",
+    [(torch.float32, 1e4), (torch.float16, 6e4), (torch.bfloat16, 100.0)],
+    ids=["float32_1e4", "float16_6e4", "bfloat16_100"],
+)
 def test_sampling_is_shift_invariant_at_large_offsets(dtype, offset, make_generator):
     logits = torch.tensor([offset, offset], dtype=dtype).expand(NUM_SAMPLES, -1)
     assert_categorical(gumbel_max_sample(logits, make_generator(0)), torch.tensor([0.5, 0.5]))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import joblib
 import pytest
+from conftest import CONFIG_DIR, TINY, TRAIN_SCRIPT
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
@@ -25,7 +26,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from conftest import CONFIG_DIR, TINY, TRAIN_SCRIPT
 from rlgumbel.checkpoint import list_checkpoints
 from rlgumbel.config import build_trainer, register_resolvers
 from rlgumbel.names import option_name
@@ -34,8 +34,12 @@ from rlgumbel.report import COMPLETED, read_events
 SEEDS = set(range(5))
 # A 2×2 grid through the CLI: two selectors × two seeds, four runs.
 GRID = ["selector=argmax,gumbel_softmax", "seed=0,1"]
-GRID_RUNS = {"argmax_exponential_T1.0_seed0_job0", "argmax_exponential_T1.0_seed1_job1",
-             "gumbel_softmax_exponential_T1.0_seed0_job2", "gumbel_softmax_exponential_T1.0_seed1_job3"}
+GRID_RUNS = {
+    "argmax_exponential_T1.0_seed0_job0",
+    "argmax_exponential_T1.0_seed1_job1",
+    "gumbel_softmax_exponential_T1.0_seed0_job2",
+    "gumbel_softmax_exponential_T1.0_seed1_job3",
+}
 
 
 # --------------------------------------------------------------------------- presets
@@ -100,10 +104,18 @@ def test_compare_selectors_is_four_selector_variants_by_five_seeds(tmp_path: Pat
     jobs = expand_sweep("+experiment=compare_selectors")
     _check_common(jobs, "compare_selectors", 20)
     seeds = _arms(jobs, lambda cfg: (option_name(cfg.selector._target_), cfg.selector.get("hard")))
-    assert seeds == {("argmax", None): SEEDS, ("sample", None): SEEDS,
-                     ("gumbel_softmax", False): SEEDS, ("gumbel_softmax", True): SEEDS}
+    assert seeds == {
+        ("argmax", None): SEEDS,
+        ("sample", None): SEEDS,
+        ("gumbel_softmax", False): SEEDS,
+        ("gumbel_softmax", True): SEEDS,
+    }
     assert {job.name.split("_exponential")[0] for job in jobs} == {
-        "argmax", "sample", "gumbel_softmax", "gumbel_softmax-hard"}
+        "argmax",
+        "sample",
+        "gumbel_softmax",
+        "gumbel_softmax-hard",
+    }
     for job in jobs[::5]:  # one job of each arm builds
         _builds(job.cfg, tmp_path / job.name)
 
@@ -112,7 +124,8 @@ def test_temperature_sweep_is_a_log_grid_of_constant_temperatures(tmp_path: Path
     jobs = expand_sweep("+experiment=temperature_sweep")
     _check_common(jobs, "temperature_sweep", 30)
     assert {(option_name(job.cfg.selector._target_), job.cfg.selector.hard) for job in jobs} == {
-        ("gumbel_softmax", False)}
+        ("gumbel_softmax", False)
+    }
     assert {option_name(job.cfg.schedule._target_) for job in jobs} == {"constant"}
     seeds = _arms(jobs, lambda cfg: cfg.schedule.start)
     assert sorted(seeds) == [0.125, 0.25, 0.5, 1.0, 2.0, 4.0] and all(s == SEEDS for s in seeds.values())
@@ -142,16 +155,21 @@ def test_presets_keep_env_and_command_line_values():
     assert len(jobs) == 4
     assert {(job.cfg.env.id, job.cfg.trainer.total_steps) for job in jobs} == {("Acrobot-v1", 100_000)}
     jobs = expand_sweep("+experiment=temperature_sweep", "schedule.start=0.5,1.0", "seed=3", "selector.hard=true")
-    assert [job.name for job in jobs] == ["gumbel_softmax-hard_constant_T0.5_seed3_job0",
-                                          "gumbel_softmax-hard_constant_T1.0_seed3_job1"]
+    assert [job.name for job in jobs] == [
+        "gumbel_softmax-hard_constant_T0.5_seed3_job0",
+        "gumbel_softmax-hard_constant_T1.0_seed3_job1",
+    ]
 
 
 def test_slurm_launcher_needs_a_partition_and_asks_one_core_per_thread(monkeypatch):
     monkeypatch.delenv("SBATCH_PARTITION", raising=False)
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
-                                          "num_threads=2"], return_hydra_config=True)
+        cfg = compose(
+            "train",
+            overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "num_threads=2"],
+            return_hydra_config=True,
+        )
         launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
         assert launcher["_target_"].endswith("SlurmLauncher")
         assert (launcher["partition"], launcher["cpus_per_task"]) == ("gpu", 2)
@@ -168,8 +186,14 @@ def test_slurm_launcher_needs_a_partition_and_asks_one_core_per_thread(monkeypat
 
 def multirun(cwd: Path, *args: str, timeout: float = 300) -> tuple[int, subprocess.CompletedProcess]:
     """`rlgumbel-train -m *args` as a subprocess; returns its pid and its completed process."""
-    process = subprocess.Popen([str(TRAIN_SCRIPT), "-m", *args], cwd=cwd, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [str(TRAIN_SCRIPT), "-m", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     finally:
@@ -208,7 +232,8 @@ def test_joblib_runs_the_sweep_in_parallel_worker_processes(tmp_path: Path):
 
 def test_torch_is_single_threaded_inside_joblib_workers(tmp_path: Path):
     app = tmp_path / "threads_app.py"
-    app.write_text(textwrap.dedent(f"""
+    app.write_text(
+        textwrap.dedent("""
         import os
         from pathlib import Path
 
@@ -223,14 +248,20 @@ def test_torch_is_single_threaded_inside_joblib_workers(tmp_path: Path):
         def main(cfg):
             run_dir = Path(HydraConfig.get().runtime.output_dir)
             build_trainer(cfg, run_dir).logger.close(None)
-            (run_dir / "threads.txt").write_text(f"{{os.getpid()}} {{torch.get_num_threads()}}")
+            (run_dir / "threads.txt").write_text(f"{os.getpid()} {torch.get_num_threads()}")
 
         if __name__ == "__main__":
             main()
-    """))
+    """)
+    )
     sweep = tmp_path / "sweep"
-    result = subprocess.run([sys.executable, str(app), "-m", "seed=0,1", *TINY, "hydra/launcher=joblib",
-                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(app), "-m", "seed=0,1", *TINY, "hydra/launcher=joblib", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     reports = [path.read_text().split() for path in sorted(sweep.glob("*/threads.txt"))]
     assert len(reports) == 2 and all(threads == "1" for _, threads in reports)
@@ -251,8 +282,11 @@ def _fake_slurm(tmp_path: Path) -> tuple[dict[str, str], Path]:
     `srun` (only looked up by submitit); the environment to run the CLI with and the copy's path."""
     bin_dir, script = tmp_path / "bin", tmp_path / "submitted.sbatch"
     bin_dir.mkdir()
-    for name, body in {"sbatch": f'cp "$1" {script}\necho "Submitted batch job 4242"\n',
-                       "srun": "exit 1\n", "sacct": "echo 'JobID|State|NodeList'\n"}.items():
+    for name, body in {
+        "sbatch": f'cp "$1" {script}\necho "Submitted batch job 4242"\n',
+        "srun": "exit 1\n",
+        "sacct": "echo 'JobID|State|NodeList'\n",
+    }.items():
         path = bin_dir / name
         path.write_text("#!/bin/sh\n" + body)
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -270,8 +304,13 @@ def test_slurm_sweep_submits_one_array_job_with_partition_time_and_cpus(tmp_path
     assert not script.exists()  # nothing was submitted
 
     # After submitting, the launcher waits for the jobs; the script is all this test needs.
-    process = subprocess.Popen([*command, "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=30"],
-                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*command, "hydra.launcher.partition=debug", "hydra.launcher.timeout_min=30"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not script.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -285,8 +324,11 @@ def test_slurm_sweep_submits_one_array_job_with_partition_time_and_cpus(tmp_path
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    flags = {line.split("=")[0][len("#SBATCH "):]: line.partition("=")[2]
-             for line in text.splitlines() if line.startswith("#SBATCH")}
+    flags = {
+        line.split("=")[0][len("#SBATCH ") :]: line.partition("=")[2]
+        for line in text.splitlines()
+        if line.startswith("#SBATCH")
+    }
     assert flags["--partition"] == "debug" and flags["--time"] == "30"
     assert flags["--cpus-per-task"] == "1" and flags["--signal"] == "TERM@120"
     assert flags["--array"] == "0-3%4"  # the four runs as one array job
@@ -299,13 +341,26 @@ def test_slurm_sweep_submits_one_array_job_with_partition_time_and_cpus(tmp_path
 @pytest.mark.slow
 def test_ctrl_c_on_a_joblib_sweep_checkpoints_every_run_and_resume_true_finishes_them(tmp_path: Path):
     sweep = tmp_path / "sweep"
-    budget = ["trainer.total_steps=6000", "trainer.learning_starts=200", "trainer.eval_every=2000",
-              "trainer.eval_episodes=2", "trainer.log_every=500", "trainer.checkpoint_every=500",
-              "trainer.batch_size=32", "trainer.progress=false"]
+    budget = [
+        "trainer.total_steps=6000",
+        "trainer.learning_starts=200",
+        "trainer.eval_every=2000",
+        "trainer.eval_episodes=2",
+        "trainer.log_every=500",
+        "trainer.checkpoint_every=500",
+        "trainer.batch_size=32",
+        "trainer.progress=false",
+    ]
     sweep_args = ["seed=0,1", *budget, "hydra/launcher=joblib", f"hydra.sweep.dir={sweep}"]
     # its own process group, as a terminal's Ctrl-C signals the whole foreground group
-    process = subprocess.Popen([str(TRAIN_SCRIPT), "-m", *sweep_args], cwd=tmp_path, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(TRAIN_SCRIPT), "-m", *sweep_args],
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while len({p.parent.parent for p in sweep.glob("*/checkpoints/*.pt")}) < 2 and time.monotonic() < deadline:
@@ -324,8 +379,9 @@ def test_ctrl_c_on_a_joblib_sweep_checkpoints_every_run_and_resume_true_finishes
         assert list_checkpoints(run / "checkpoints")[-1].name != "step_000000006000.pt"
 
     # the same sweep again with resume=true: each job continues its own folder
-    resumed = subprocess.run([str(TRAIN_SCRIPT), "-m", *sweep_args, "resume=true"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [str(TRAIN_SCRIPT), "-m", *sweep_args, "resume=true"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stderr.count("resuming ") == 2
     for run in runs:

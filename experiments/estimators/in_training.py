@@ -29,22 +29,40 @@ from rlgumbel.report import read_events
 HERE = Path(__file__).resolve().parent
 CONFIG_DIR = HERE.parents[1] / "configs"
 SELECTORS = {
-    "gumbel_softmax": [], "gumbel_softmax (hard)": ["selector=gumbel_softmax", "selector.hard=true"],
-    "straight_through": [], "gumbel_rao (K=10)": ["selector=gumbel_rao", "selector.samples=10"],
+    "gumbel_softmax": [],
+    "gumbel_softmax (hard)": ["selector=gumbel_softmax", "selector.hard=true"],
+    "straight_through": [],
+    "gumbel_rao (K=10)": ["selector=gumbel_rao", "selector.samples=10"],
     "reinmax (τ=1)": ["selector=reinmax", "schedule=constant", "schedule.start=1.0"],
-    "sample": [], "argmax": [], "expected": [],
+    "sample": [],
+    "argmax": [],
+    "expected": [],
 }
-METRICS = ("estimator/cosine", "estimator/relative_bias", "estimator/snr", "estimator/variance",
-           "estimator/grad_norm", "estimator/exact_norm")
+METRICS = (
+    "estimator/cosine",
+    "estimator/relative_bias",
+    "estimator/snr",
+    "estimator/variance",
+    "estimator/grad_norm",
+    "estimator/exact_norm",
+)
 
 
 def run(label: str, overrides: list[str], steps: int, every: int, seed: int) -> dict[str, list]:
     """Train one selector with diagnostics on; its estimator/* series."""
     overrides = overrides or [f"selector={label}"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            *overrides, f"seed={seed}", f"trainer.total_steps={steps}", "trainer.diagnostics=true",
-            f"trainer.diagnostics_every={every}", "trainer.progress=false"])
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                *overrides,
+                f"seed={seed}",
+                f"trainer.total_steps={steps}",
+                "trainer.diagnostics=true",
+                f"trainer.diagnostics_every={every}",
+                "trainer.progress=false",
+            ],
+        )
     with tempfile.TemporaryDirectory() as run_dir:
         build_trainer(cfg, Path(run_dir)).run()
         scalars = read_events(Path(run_dir) / "tb").scalars
@@ -58,12 +76,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     register_resolvers()
-    results = {label: run(label, overrides, args.steps, args.every, args.seed)
-               for label, overrides in SELECTORS.items()}
-    lines = [f"CartPole-v1, seed {args.seed}, {args.steps} env steps, diagnostics every {args.every} steps "
-             "(32 estimates on a 128-state replay batch); medians over the run's diagnostics.", "",
-             "| selector | cosine | relative bias | SNR | variance | estimate norm | exact norm |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    results = {
+        label: run(label, overrides, args.steps, args.every, args.seed) for label, overrides in SELECTORS.items()
+    }
+    lines = [
+        f"CartPole-v1, seed {args.seed}, {args.steps} env steps, diagnostics every {args.every} steps "
+        "(32 estimates on a 128-state replay batch); medians over the run's diagnostics.",
+        "",
+        "| selector | cosine | relative bias | SNR | variance | estimate norm | exact norm |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for label, series in results.items():
         medians = [statistics.median(v for _, v in series[tag]) for tag in METRICS]
         lines.append(f"| {label} | " + " | ".join(f"{m:.3g}" for m in medians) + " |")

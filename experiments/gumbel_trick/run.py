@@ -20,12 +20,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from scipy import stats  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from scipy import stats
 
-from rlgumbel.diagnostics import estimator_statistics, logit_gradients  # noqa: E402
-from rlgumbel.selectors import GumbelSoftmaxSelector, gumbel_max_sample, gumbel_noise  # noqa: E402
+from rlgumbel.diagnostics import estimator_statistics, logit_gradients
+from rlgumbel.selectors import GumbelSoftmaxSelector, gumbel_max_sample, gumbel_noise
 
 HERE = Path(__file__).resolve().parent
 DISTRIBUTIONS = {
@@ -60,15 +60,23 @@ def frequencies(generator: torch.Generator) -> list[dict]:
         logits = probs.log().float().expand(DRAWS, -1)
         right = gumbel_max_sample(logits, generator)
         wrong = (probs.float() + gumbel_noise(logits.shape, generator, torch.float32)).argmax(-1)
-        counts = {kind: torch.bincount(a, minlength=len(p)).double() for kind, a in
-                  (("log_p_plus_g", right), ("p_plus_g", wrong))}
+        counts = {
+            kind: torch.bincount(a, minlength=len(p)).double()
+            for kind, a in (("log_p_plus_g", right), ("p_plus_g", wrong))
+        }
         pvalues = {kind: stats.chisquare(c.numpy(), (DRAWS * probs).numpy()).pvalue for kind, c in counts.items()}
         for action in range(len(p)):
-            rows.append({"distribution": name, "action": action, "p": probs[action].item(),
-                         "freq_log_p_plus_g": counts["log_p_plus_g"][action].item() / DRAWS,
-                         "freq_p_plus_g": counts["p_plus_g"][action].item() / DRAWS,
-                         "chi2_pvalue_log_p_plus_g": pvalues["log_p_plus_g"],
-                         "chi2_pvalue_p_plus_g": pvalues["p_plus_g"]})
+            rows.append(
+                {
+                    "distribution": name,
+                    "action": action,
+                    "p": probs[action].item(),
+                    "freq_log_p_plus_g": counts["log_p_plus_g"][action].item() / DRAWS,
+                    "freq_p_plus_g": counts["p_plus_g"][action].item() / DRAWS,
+                    "chi2_pvalue_log_p_plus_g": pvalues["log_p_plus_g"],
+                    "chi2_pvalue_p_plus_g": pvalues["p_plus_g"],
+                }
+            )
     return rows
 
 
@@ -85,25 +93,31 @@ def temperature_sweep(generator: torch.Generator) -> list[dict]:
         # Seed 004 as printed: (exp(a_i)/t) / Σ_j (exp(a_j)/t), a = log p + g; t cancels.
         perturbed = logits + gumbel_noise(torch.Size([DRAWS, 5]), generator, torch.float64)
         printed = (perturbed.exp() / temperature) / (perturbed.exp() / temperature).sum(-1, keepdim=True)
-        exact, estimates = logit_gradients(logits[None], obs, lambda o: OneStateCritic(q, o.shape[0]),
-                                           selector, temperature, generator, GRADIENT_DRAWS)
+        exact, estimates = logit_gradients(
+            logits[None], obs, lambda o: OneStateCritic(q, o.shape[0]), selector, temperature, generator, GRADIENT_DRAWS
+        )
         estimates = estimates[:, 0]  # [M, A]: one state
         norms = estimates.norm(dim=-1)
         summary = estimator_statistics(estimates, exact[0])
-        rows.append({
-            "temperature": temperature,
-            "mean_largest_component": largest.mean().item(),
-            "fraction_largest_above_0.99": (largest > 0.99).double().mean().item(),
-            "mean_largest_seed004_as_printed": printed.amax(-1).mean().item(),
-            "exact_grad_norm": summary["estimator/exact_norm"],
-            "median_grad_norm": norms.median().item(),
-            "mean_grad_norm": summary["estimator/grad_norm"],
-            "fraction_grad_below_1e-3_exact": (norms < 1e-3 * summary["estimator/exact_norm"]).double().mean().item(),
-            "total_variance": summary["estimator/variance"],
-            "relative_bias": summary["estimator/relative_bias"],
-            "relative_standard_error": summary["estimator/relative_standard_error"],
-            "cosine": summary["estimator/cosine"],
-        })
+        rows.append(
+            {
+                "temperature": temperature,
+                "mean_largest_component": largest.mean().item(),
+                "fraction_largest_above_0.99": (largest > 0.99).double().mean().item(),
+                "mean_largest_seed004_as_printed": printed.amax(-1).mean().item(),
+                "exact_grad_norm": summary["estimator/exact_norm"],
+                "median_grad_norm": norms.median().item(),
+                "mean_grad_norm": summary["estimator/grad_norm"],
+                "fraction_grad_below_1e-3_exact": (norms < 1e-3 * summary["estimator/exact_norm"])
+                .double()
+                .mean()
+                .item(),
+                "total_variance": summary["estimator/variance"],
+                "relative_bias": summary["estimator/relative_bias"],
+                "relative_standard_error": summary["estimator/relative_standard_error"],
+                "cosine": summary["estimator/cosine"],
+            }
+        )
     return rows
 
 
@@ -132,17 +146,26 @@ def figure(freq_rows: list[dict], temp_rows: list[dict], path: Path) -> None:
         rows = [r for r in freq_rows if r["distribution"] == name]
         x = torch.arange(len(rows)).numpy()
         ax.bar(x - 0.27, [r["p"] for r in rows], 0.27, label="p")
-        ax.bar(x, [r["freq_log_p_plus_g"] for r in rows], 0.27,
-               label=f"argmax(log p + g), χ² p{pvalue_text(rows[0]['chi2_pvalue_log_p_plus_g'])}")
-        ax.bar(x + 0.27, [r["freq_p_plus_g"] for r in rows], 0.27,
-               label=f"argmax(p + g), χ² p{pvalue_text(rows[0]['chi2_pvalue_p_plus_g'])}")
+        ax.bar(
+            x,
+            [r["freq_log_p_plus_g"] for r in rows],
+            0.27,
+            label=f"argmax(log p + g), χ² p{pvalue_text(rows[0]['chi2_pvalue_log_p_plus_g'])}",
+        )
+        ax.bar(
+            x + 0.27,
+            [r["freq_p_plus_g"] for r in rows],
+            0.27,
+            label=f"argmax(p + g), χ² p{pvalue_text(rows[0]['chi2_pvalue_p_plus_g'])}",
+        )
         ax.set(title=f"{name}: frequencies of {DRAWS:,} draws", xlabel="action", ylabel="frequency")
         ax.legend(fontsize=7)
     taus = [r["temperature"] for r in temp_rows]
     ax = axes[2]
     ax.plot(taus, [r["mean_largest_component"] for r in temp_rows], "o-", label="softmax((log p + g)/τ)")
-    ax.plot(taus, [r["mean_largest_seed004_as_printed"] for r in temp_rows], "s--",
-            label="seed 004 as printed (τ cancels)")
+    ax.plot(
+        taus, [r["mean_largest_seed004_as_printed"] for r in temp_rows], "s--", label="seed 004 as printed (τ cancels)"
+    )
     ax.set(xscale="log", title="mean largest component of y", xlabel="temperature τ", ylim=(0, 1.05))
     ax.legend(fontsize=7)
     ax = axes[3]
@@ -151,8 +174,7 @@ def figure(freq_rows: list[dict], temp_rows: list[dict], path: Path) -> None:
     ax.plot(taus, [r["total_variance"] ** 0.5 for r in temp_rows], "^-", label="sqrt(total variance)")
     ax.axhline(temp_rows[0]["exact_grad_norm"], color="k", ls=":", label="|exact gradient|")
     # The median falls to ~1e-43 at τ = 0.01 (see the table); the axis stops at 1e-6.
-    ax.set(xscale="log", yscale="log", ylim=(1e-6, 30), title="gradient of y·q w.r.t. logits",
-           xlabel="temperature τ")
+    ax.set(xscale="log", yscale="log", ylim=(1e-6, 30), title="gradient of y·q w.r.t. logits", xlabel="temperature τ")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -166,17 +188,23 @@ def main() -> None:
     write_csv(HERE / "frequencies.csv", freq_rows)
     write_csv(HERE / "temperature.csv", temp_rows)
     figure(freq_rows, temp_rows, HERE / "gumbel_trick.png")
-    shown = [{**r, "chi2_pvalue_p_plus_g": "<1e-300" if r["chi2_pvalue_p_plus_g"] == 0 else r["chi2_pvalue_p_plus_g"]}
-             for r in freq_rows]
-    freq_table = markdown_table(shown, list(freq_rows[0]), {
-        "p": ".5f", "freq_log_p_plus_g": ".5f", "freq_p_plus_g": ".5f", "chi2_pvalue_log_p_plus_g": ".3g"})
-    temp_table = markdown_table(temp_rows, list(temp_rows[0]), {c: ".4g" for c in temp_rows[0]})
+    shown = [
+        {**r, "chi2_pvalue_p_plus_g": "<1e-300" if r["chi2_pvalue_p_plus_g"] == 0 else r["chi2_pvalue_p_plus_g"]}
+        for r in freq_rows
+    ]
+    freq_table = markdown_table(
+        shown,
+        list(freq_rows[0]),
+        {"p": ".5f", "freq_log_p_plus_g": ".5f", "freq_p_plus_g": ".5f", "chi2_pvalue_log_p_plus_g": ".3g"},
+    )
+    temp_table = markdown_table(temp_rows, list(temp_rows[0]), dict.fromkeys(temp_rows[0], ".4g"))
     (HERE / "results.md").write_text(
         "# Gumbel trick: results\n\n"
         f"Generated by `python experiments/gumbel_trick/run.py` (seed 0).\n\n"
         f"## Frequencies of {DRAWS:,} draws\n\n{freq_table}\n\n"
         f"## Gumbel-softmax versus temperature (seed004_5, {DRAWS:,} relaxed samples; "
-        f"gradients of y·q, q = {Q}, from {GRADIENT_DRAWS:,} samples)\n\n{temp_table}\n")
+        f"gradients of y·q, q = {Q}, from {GRADIENT_DRAWS:,} samples)\n\n{temp_table}\n"
+    )
     print(freq_table, temp_table, sep="\n\n")
 
 

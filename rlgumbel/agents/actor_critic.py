@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -59,8 +60,10 @@ def _settings(cls: type, key: str, values: Mapping[str, Any]) -> Any:
     allowed = set(cls.__dataclass_fields__)
     unknown, missing = set(values) - allowed, allowed - set(values)
     if unknown or missing:
-        raise ValueError(f"agent.{key} has unknown keys {sorted(unknown)} and lacks {sorted(missing)}; "
-                         f"its keys are {sorted(allowed)}")
+        raise ValueError(
+            f"agent.{key} has unknown keys {sorted(unknown)} and lacks {sorted(missing)}; "
+            f"its keys are {sorted(allowed)}"
+        )
     settings = cls(**values)
     if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in settings.hidden_sizes):
         raise ValueError(f"agent.{key}.hidden_sizes must be positive whole numbers, got {list(settings.hidden_sizes)}")
@@ -118,11 +121,27 @@ class ActorCritic:
         max_grad_norm: gradient clipping threshold for actor and critics (> 0).
     """
 
-    def __init__(self, obs_shape: int | Sequence[int], num_actions: int, selector: ActionSelector, *,
-                 actor: Mapping[str, Any], critic: Mapping[str, Any], gamma: float, target_update_rate: float,
-                 entropy_coef: float, target_entropy_fraction: float | None, entropy_lr: float,
-                 actor_update_every: int, critic_target: str, n_step: int, normalize_observations: bool,
-                 encoder: str, conv_channels: int, max_grad_norm: float) -> None:
+    def __init__(
+        self,
+        obs_shape: int | Sequence[int],
+        num_actions: int,
+        selector: ActionSelector,
+        *,
+        actor: Mapping[str, Any],
+        critic: Mapping[str, Any],
+        gamma: float,
+        target_update_rate: float,
+        entropy_coef: float,
+        target_entropy_fraction: float | None,
+        entropy_lr: float,
+        actor_update_every: int,
+        critic_target: str,
+        n_step: int,
+        normalize_observations: bool,
+        encoder: str,
+        conv_channels: int,
+        max_grad_norm: float,
+    ) -> None:
         actor_settings = _settings(ActorSettings, "actor", dict(actor))
         critic_settings = _settings(CriticSettings, "critic", dict(critic))
         if critic_settings.kind not in CRITICS:
@@ -138,11 +157,15 @@ class ActorCritic:
         if target_entropy_fraction is not None:
             _check_range("target_entropy_fraction", target_entropy_fraction, 0.0, 1.0)
             if not target_entropy_fraction < 1.0:
-                raise ValueError("agent.target_entropy_fraction must be below 1 (the uniform policy's "
-                                 f"entropy cannot be exceeded), got {target_entropy_fraction!r}")
+                raise ValueError(
+                    "agent.target_entropy_fraction must be below 1 (the uniform policy's "
+                    f"entropy cannot be exceeded), got {target_entropy_fraction!r}"
+                )
             if not self.entropy_coef > 0:
-                raise ValueError("agent.entropy_coef is the starting value of the tuned α when "
-                                 f"agent.target_entropy_fraction is set and must be > 0, got {entropy_coef!r}")
+                raise ValueError(
+                    "agent.entropy_coef is the starting value of the tuned α when "
+                    f"agent.target_entropy_fraction is set and must be > 0, got {entropy_coef!r}"
+                )
         self.entropy_lr = _check_range("entropy_lr", entropy_lr, 1e-12, float("inf"))
         self.actor_update_every = _check_whole("actor_update_every", actor_update_every, 1)
         self.n_step = _check_whole("n_step", n_step, 1)
@@ -158,9 +181,14 @@ class ActorCritic:
         self.actor.scale_initial_logits(actor_settings.init_scale)
         _check_whole("critic.ensemble", critic_settings.ensemble, 1)
         pessimism = _check_range("critic.pessimism", critic_settings.pessimism, -float("inf"), float("inf"))
-        self.critic = CRITICS[critic_settings.kind](obs_shape, num_actions, critic_settings.hidden_sizes,
-                                                    ensemble=critic_settings.ensemble, pessimism=pessimism,
-                                                    **networks)
+        self.critic = CRITICS[critic_settings.kind](
+            obs_shape,
+            num_actions,
+            critic_settings.hidden_sizes,
+            ensemble=critic_settings.ensemble,
+            pessimism=pessimism,
+            **networks,
+        )
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.normalizer = ObservationNormalizer(obs_shape) if normalize_observations else None
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=actor_settings.lr, fused=True)
@@ -190,8 +218,9 @@ class ActorCritic:
         return obs if self.normalizer is None else self.normalizer(obs)
 
     @torch.no_grad()
-    def act(self, obs: Tensor, temperature: float, generator: torch.Generator | None, step: int,
-            mask: Tensor | None = None) -> Tensor:
+    def act(
+        self, obs: Tensor, temperature: float, generator: torch.Generator | None, step: int, mask: Tensor | None = None
+    ) -> Tensor:
         """Behaviour actions for rollouts: obs [N, *obs_shape], mask [N, A] bool of allowed actions → [N] int64."""
         return self.selector.act(self.logits(obs, mask), temperature, generator, step)
 
@@ -218,9 +247,14 @@ class ActorCritic:
         # Between actor steps, report the last one (kept in checkpoints, so a resume logs the same).
         actor_loss, entropy, grad_norm = self._last_actor
         torch._foreach_lerp_(self._target_params, self._critic_params, self.target_update_rate)
-        return {"losses/critic": critic_loss, "losses/actor": actor_loss, "policy/entropy": entropy,
-                "policy/grad_norm": grad_norm, "values/q_mean": q_mean,
-                "policy/entropy_coef": self._entropy_coef.clone()}
+        return {
+            "losses/critic": critic_loss,
+            "losses/actor": actor_loss,
+            "policy/entropy": entropy,
+            "policy/grad_norm": grad_norm,
+            "values/q_mean": q_mean,
+            "policy/entropy_coef": self._entropy_coef.clone(),
+        }
 
     @torch.no_grad()
     def td_target(self, batch: Batch, temperature: float, generator: torch.Generator | None) -> Tensor:
@@ -242,8 +276,9 @@ class ActorCritic:
         rewards = (batch.reward * self._discounts[:window]).sum(-1)
         return rewards + self._discounts[batch.steps] * (1.0 - batch.terminated) * next_value
 
-    def _critic_step(self, obs: Tensor, batch: Batch, temperature: float,
-                     generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    def _critic_step(
+        self, obs: Tensor, batch: Batch, temperature: float, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
         td_target = self.td_target(batch, temperature, generator)
         taken = F.one_hot(batch.action, self.actor.num_actions).to(obs.dtype)
         q_values = self.critic.values(obs, taken)  # [E, B]
@@ -255,8 +290,9 @@ class ActorCritic:
         self.critic_optimizer.step()
         return loss.detach(), q_values.detach().mean()
 
-    def _actor_step(self, obs: Tensor, mask: Tensor | None, temperature: float,
-                    generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+    def _actor_step(
+        self, obs: Tensor, mask: Tensor | None, temperature: float, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         selection = self.selector.select(masked_logits(self.actor(obs), mask), temperature, generator)
         critic = self.critic.bind(obs)
         objective = self.selector.actor_objective(selection, critic)
@@ -278,15 +314,24 @@ class ActorCritic:
 
     def state_dict(self) -> dict[str, Any]:
         """Networks and optimizers, for checkpoints."""
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "target_critic": self.target_critic.state_dict(),
-                "actor_optimizer": self.actor_optimizer.state_dict(),
-                "critic_optimizer": self.critic_optimizer.state_dict(), "updates": self._updates,
-                "last_actor": self._last_actor,
-                **({"normalizer": self.normalizer.state_dict()} if self.normalizer is not None else {}),
-                **({"log_entropy_coef": self.log_entropy_coef.detach().clone(),
-                    "entropy_optimizer": self.entropy_optimizer.state_dict()}
-                   if self.log_entropy_coef is not None else {})}
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "target_critic": self.target_critic.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "updates": self._updates,
+            "last_actor": self._last_actor,
+            **({"normalizer": self.normalizer.state_dict()} if self.normalizer is not None else {}),
+            **(
+                {
+                    "log_entropy_coef": self.log_entropy_coef.detach().clone(),
+                    "entropy_optimizer": self.entropy_optimizer.state_dict(),
+                }
+                if self.log_entropy_coef is not None
+                else {}
+            ),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what `state_dict` returned."""

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
+
 def check_command_line(argv: list[str], config_dir: str, config_name: str) -> str | None:
     """The first composition error of `argv` as one line (`error: ...`), or None if every job
     of the command line composes. Flags Hydra handles itself (`--help`, `--cfg`, ...) are left
@@ -69,7 +70,7 @@ def _one_value_each(overrides: list[str]) -> list[list[str]]:
         variants += [(len(first) - 1, f"{key}={value}") for value in values[1:]]
     jobs = [first]
     for position, replacement in variants:
-        jobs.append([*first[:position], replacement, *first[position + 1:]])
+        jobs.append([*first[:position], replacement, *first[position + 1 :]])
     return jobs
 
 
@@ -87,7 +88,11 @@ def _missing_option(error: MissingConfigException, job: list[str]) -> str:
 def _first_line(message: str) -> str:
     """The sentence of a Hydra message, without its hints and search-path listing."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    kept = [line for line in lines if not line.startswith(("Set the environment", "full_key", "object_type",
-                                                            "Config search path", "provider=",
-                                                            "Available options"))]
+    kept = [
+        line
+        for line in lines
+        if not line.startswith(
+            ("Set the environment", "full_key", "object_type", "Config search path", "provider=", "Available options")
+        )
+    ]
     return " ".join(kept[:2]) if kept else message.strip()

@@ -20,18 +20,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="rlgumbel-report",
         description="Report on one or more sweeps: final return per group (mean, IQM with 95% bootstrap "
-                    "CI), env steps to a threshold, learning curves, P(improvement), an aggregate "
-                    "across envs, tidy CSV.")
-    parser.add_argument("sweeps", type=Path, nargs="+", metavar="sweep",
-                        help="sweep folder(s); runs are found by <run>/.hydra/config.yaml")
+        "CI), env steps to a threshold, learning curves, P(improvement), an aggregate "
+        "across envs, tidy CSV.",
+    )
+    parser.add_argument(
+        "sweeps",
+        type=Path,
+        nargs="+",
+        metavar="sweep",
+        help="sweep folder(s); runs are found by <run>/.hydra/config.yaml",
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <first sweep>/report)")
-    parser.add_argument("--metric", default=DEFAULT_METRIC,
-                        help=f"scalar whose last value is a run's final return (default: {DEFAULT_METRIC})")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="level of the metric for steps-to-threshold (default: each run's env.solved_return)")
+    parser.add_argument(
+        "--metric",
+        default=DEFAULT_METRIC,
+        help=f"scalar whose last value is a run's final return (default: {DEFAULT_METRIC})",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="level of the metric for steps-to-threshold (default: each run's env.solved_return)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
-    parser.add_argument("--csv-tags", default="", metavar="PREFIXES",
-                        help="comma-separated tag prefixes kept in scalars.csv, e.g. charts/ (default: all)")
+    parser.add_argument(
+        "--csv-tags",
+        default="",
+        metavar="PREFIXES",
+        help="comma-separated tag prefixes kept in scalars.csv, e.g. charts/ (default: all)",
+    )
     return parser.parse_args(argv)
 
 
@@ -39,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the process exit code."""
     args = parse_args(argv)
     try:
-        report = write_report(args.sweeps, args.out, args.metric, args.threshold, args.seed,
-                              csv_tags=tuple(args.csv_tags.split(",")))
+        report = write_report(
+            args.sweeps, args.out, args.metric, args.threshold, args.seed, csv_tags=tuple(args.csv_tags.split(","))
+        )
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

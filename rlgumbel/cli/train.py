@@ -14,8 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from rlgumbel.cli.preflight import check_command_line
 from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint
+from rlgumbel.cli.preflight import check_command_line
 from rlgumbel.config import ConfigError, build_trainer, check_resumable, register_resolvers, resume_config
 from rlgumbel.report import FAILURE_FILE
 from rlgumbel.trainer import TrainingDiverged
@@ -70,8 +70,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> int:
     summary = trainer.run()
     _say("\n".join(_summary_lines(summary, run_dir)), sys.stdout)
     if trainer.interrupted_by is not None:
-        _say(f"interrupted by {signal.Signals(trainer.interrupted_by).name}; continue with: "
-             f"rlgumbel-train resume={run_dir}", sys.stderr)
+        _say(
+            f"interrupted by {signal.Signals(trainer.interrupted_by).name}; continue with: "
+            f"rlgumbel-train resume={run_dir}",
+            sys.stderr,
+        )
         return 128 + trainer.interrupted_by
     return 0
 
