@@ -34,10 +34,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from rlgumbel.config import hparams, register_resolvers
+from rlgumbel.configs import CONFIG_DIR
 from rlgumbel.logger import Logger
 from rlgumbel.report import read_events
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 REPORT = Path(sys.executable).with_name("rlgumbel-report")
 TOTAL_STEPS = 100_000
 EVAL_EVERY = 2_500
@@ -87,7 +87,7 @@ def run_overrides(num_runs: int) -> list[list[str]]:
 def compose_config(overrides: list[str]) -> DictConfig:
     """The resolved config `rlgumbel-train` would save for these overrides."""
     register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
 

@@ -200,7 +200,7 @@ def env_table(env: str, results: list[RunResult], budget: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--envs", nargs="+", default=list(ENVS), help="env presets (configs/env/)")
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), help="env presets (rlgumbel/configs/env/)")
     parser.add_argument(
         "--selectors", nargs="+", default=["gumbel_softmax"], choices=list(SELECTORS), help="selector variants"
     )

@@ -29,8 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rlgumbel.config import build_trainer, register_resolvers
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+from rlgumbel.configs import CONFIG_DIR
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -111,7 +110,7 @@ def mean_ms(fn, repeats: int, warmup: int = 30) -> float:
 
 def measure(overrides: list[str], repeats: int) -> tuple[float, float, int]:
     register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(
             config_name="train",
             overrides=[

@@ -167,7 +167,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     """Validate `cfg` and build the trainer of one run; nothing is written until all is valid.
 
     Args:
-        cfg: the composed config (configs/train.yaml and its groups).
+        cfg: the composed config (rlgumbel/configs/train.yaml and its groups).
         run_dir: the run's folder (from Hydra's runtime output dir).
         checkpoint: a checkpoint of this run to continue from.
     Raises:

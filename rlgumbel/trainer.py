@@ -32,7 +32,7 @@ class TrainingDiverged(ArithmeticError):
 
 @dataclass(frozen=True)
 class TrainerSettings:
-    """The `trainer:` config node; see configs/train.yaml for each key's meaning."""
+    """The `trainer:` config node; see rlgumbel/configs/train.yaml for each key's meaning."""
 
     total_steps: int
     learning_starts: int

@@ -18,9 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from rlgumbel.agents import ActorCritic
 from rlgumbel.cli import train as train_cli
 from rlgumbel.config import register_resolvers
+from rlgumbel.configs import CONFIG_DIR as PACKAGE_CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO / "configs"
+CONFIG_DIR = Path(PACKAGE_CONFIG_DIR)
 TRAIN_SCRIPT = Path(sys.executable).with_name("rlgumbel-train")
 REPORT_SCRIPT = Path(sys.executable).with_name("rlgumbel-report")
 
@@ -52,7 +53,7 @@ def compose_config() -> Callable[..., DictConfig]:
 @pytest.fixture
 def make_agent(compose_config) -> Callable[..., ActorCritic]:
     """`make_agent(obs_shape, num_actions, selector, **overrides)`: an `ActorCritic` with the
-    shipped agent config's values (configs/agent/actor_critic.yaml), `overrides` replacing them
+    shipped agent config's values (rlgumbel/configs/agent/actor_critic.yaml), `overrides` replacing them
     (`actor=` and `critic=` key by key), its networks initialised from torch seed 0."""
     defaults = OmegaConf.to_container(compose_config().agent, resolve=True)
     del defaults["_target_"]

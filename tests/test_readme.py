@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, TINY
+from omegaconf import OmegaConf
 
 from rlgumbel.cli.preflight import check_command_line
 from rlgumbel.cli.train import CONFIG_DIR
@@ -31,7 +32,10 @@ def _first_of_each_sweep(arguments: list[str]) -> list[str]:
     ]
 
 
-TRAIN_COMMANDS = [c for c in _commands("rlgumbel-train") if not any(a.startswith("resume=") for a in c)]
+# Commands with a folder of the user's own (--config-dir) are run by the test of their block.
+TRAIN_COMMANDS = [
+    c for c in _commands("rlgumbel-train") if not any(a.startswith(("resume=", "--config-dir")) for a in c)
+]
 
 
 def test_readme_shows_the_two_commands():
@@ -87,3 +91,16 @@ def test_report_commands_run_on_a_sweep(cli, tmp_path: Path):
         arguments = [str(sweep) if a.startswith("runs/") else a for a in arguments]
         assert report_main([*arguments, "--out", str(tmp_path / "report")]) == 0
         assert (tmp_path / "report" / "report.md").is_file()
+
+
+def test_the_own_config_example_trains_with_the_users_preset(cli, tmp_path: Path):
+    """The README's --config-dir block, run as written (the files it creates, then the command)
+    with a tiny budget: the user's preset extends the shipped one."""
+    block = next(body for lang, body in BLOCKS if lang == "bash" and "--config-dir" in body)
+    setup, _, command = block.rpartition("\nrlgumbel-train ")
+    subprocess.run(["bash", "-c", setup], cwd=tmp_path, check=True)
+    code, _, err = cli(*shlex.split(command), *TINY, f"hydra.run.dir={tmp_path / 'run'}")
+    assert code == 0, err
+    saved = OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml")
+    assert saved.env.id == "CartPole-v1" and saved.env.solved_return == 475
+    assert "cartpole_long" in (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text()

@@ -24,10 +24,10 @@ import matplotlib.pyplot as plt
 from hydra import compose, initialize_config_dir
 
 from rlgumbel.config import build_trainer, register_resolvers
+from rlgumbel.configs import CONFIG_DIR
 from rlgumbel.report import read_events
 
 HERE = Path(__file__).resolve().parent
-CONFIG_DIR = HERE.parents[1] / "configs"
 SELECTORS = {
     "gumbel_softmax": [],
     "gumbel_softmax (hard)": ["selector=gumbel_softmax", "selector.hard=true"],
@@ -51,7 +51,7 @@ METRICS = (
 def run(label: str, overrides: list[str], steps: int, every: int, seed: int) -> dict[str, list]:
     """Train one selector with diagnostics on; its estimator/* series."""
     overrides = overrides or [f"selector={label}"]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(
             config_name="train",
             overrides=[

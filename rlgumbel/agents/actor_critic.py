@@ -95,8 +95,8 @@ class ActorCritic:
     Actor loss: `−(surrogate + α·H(π))`, the surrogate being the selector's estimate of
     `E_{a~π}[Q̂(s, a)]`.
 
-    Every learning-rule value is a required keyword: configs/agent/actor_critic.yaml holds the
-    defaults, the env presets (configs/env/) what each env changes.
+    Every learning-rule value is a required keyword: rlgumbel/configs/agent/actor_critic.yaml holds the
+    defaults, the env presets (rlgumbel/configs/env/) what each env changes.
 
     Args:
         obs_shape: one observation's shape (a whole number for vectors), from the env.

@@ -17,10 +17,9 @@ from omegaconf import DictConfig
 from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint
 from rlgumbel.cli.preflight import check_command_line
 from rlgumbel.config import ConfigError, build_trainer, check_resumable, register_resolvers, resume_config
+from rlgumbel.configs import CONFIG_DIR
 from rlgumbel.report import FAILURE_FILE
 from rlgumbel.trainer import TrainingDiverged
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 
 register_resolvers()
 
