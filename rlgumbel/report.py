@@ -29,7 +29,6 @@ Event files are read with a small TFRecord reader (`read_records`) instead of Te
 from __future__ import annotations
 
 import csv
-import inspect
 import math
 import re
 import struct
@@ -498,12 +497,6 @@ def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
     return stats.trim_mean(values, 0.25, axis=axis)
 
 
-def _rng_argument(seed: int) -> dict[str, np.random.Generator]:
-    # scipy >= 1.15 calls it `rng`; older versions take the Generator as `random_state`.
-    name = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
-    return {name: np.random.default_rng(seed)}
-
-
 def bootstrap_ci(values: np.ndarray, statistic: Any, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """95% percentile bootstrap confidence interval of `statistic` over seeds (axis 0).
 
@@ -527,7 +520,7 @@ def bootstrap_ci(values: np.ndarray, statistic: Any, seed: int) -> tuple[np.ndar
         axis=0,
         confidence_level=CONFIDENCE_LEVEL,
         method=BOOTSTRAP_METHOD,
-        **_rng_argument(seed),
+        rng=np.random.default_rng(seed),
     )
     return result.confidence_interval.low, result.confidence_interval.high
 
