@@ -123,7 +123,9 @@ def env_settings(cfg: DictConfig) -> dict[str, Any]:
 
 def hparams(cfg: DictConfig) -> dict[str, float | int | str | bool]:
     """The run's hyperparameters for the HParams dashboard: one fixed key set for every run,
-    whatever its selector or schedule, so that a sweep's table has the same columns."""
+    whatever its selector or schedule, so that a sweep's table has the same columns.
+    `rlgumbel.hparams.CONFIG_KEYS` names the config keys each is read from (keep the two in step):
+    the dashboard opens on the columns a sweep varies."""
     schedule = cfg.schedule
     return {
         "selector": option_name(cfg.selector._target_),

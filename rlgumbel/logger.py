@@ -3,7 +3,7 @@ written into the run's own event file."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
@@ -13,6 +13,8 @@ from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, Sessi
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+from rlgumbel.hparams import columns_to_show_in_this_run
 
 HParamValue = float | int | str | bool
 
@@ -41,12 +43,26 @@ def _session_end(status: str) -> Summary:
     return Summary(value=[Summary.Value(tag=SESSION_END_INFO_TAG, metadata=metadata)])
 
 
+def _flag_differs(experiment: Summary, names: Collection[str]) -> Summary:
+    """`experiment`, an HParams experiment summary, with `differs` set on the hparams `names`
+    and cleared on the others: the HParams dashboard ticks the first five columns after moving
+    the flagged ones to the top (see `rlgumbel.hparams`)."""
+    value = experiment.value[0]
+    content = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in content.experiment.hparam_infos:
+        info.differs = info.name in names
+    value.metadata.plugin_data.content = content.SerializeToString()
+    return experiment
+
+
 class Logger:
     """Writes one run's event files under `log_dir`; the x-axis is always env steps.
 
     Args:
         log_dir: the run's `tb/` folder.
-        hparams: the run's hyperparameters, one fixed key set for every run of a sweep.
+        hparams: the run's hyperparameters, one fixed key set for every run of a sweep. The
+            HParams dashboard opens on the columns the run's Hydra multirun sweeps, then on the
+            selector, schedule and temperatures (`rlgumbel.hparams.columns_to_show`).
         config_text: the resolved config as YAML, shown in the Text dashboard.
         purge_step: when resuming from a checkpoint at step k, k + 1: events the interrupted
             run wrote after its checkpoint are hidden by TensorBoard, so curves do not double
@@ -59,7 +75,7 @@ class Logger:
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step, flush_secs=30)
         if purge_step is None:
             experiment, session_start, _ = hparams_summaries(dict(hparams), dict.fromkeys(HPARAM_METRICS, 0.0))
-            self.writer.file_writer.add_summary(experiment)
+            self.writer.file_writer.add_summary(_flag_differs(experiment, columns_to_show_in_this_run(hparams)))
             self.writer.file_writer.add_summary(session_start)
             self.writer.add_text("config", f"```yaml\n{config_text}\n```", 0)
             self.writer.add_custom_scalars(LAYOUT)

@@ -4,6 +4,7 @@ its hyperparameters, as a user browsing the sweep would see them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from typing import Any
 
 import pytest
 from conftest import TINY
+
+from rlgumbel.logger import HPARAM_METRICS
 
 TENSORBOARD = Path(sys.executable).with_name("tensorboard")
 READY_SECONDS = 60  # bound on the server's start and its first load of the event files
@@ -56,15 +59,14 @@ def sweep(run_cli, tmp_path: Path) -> Path:
     return sweep
 
 
-@pytest.fixture
-def server(sweep: Path, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """A TensorBoard server on `sweep`; yields `query(route, body=None)`: the route's JSON (POST
-    when a body is given). The server is stopped on teardown, whatever the test did."""
+@contextlib.contextmanager
+def tensorboard(runs: Path, log_path: Path) -> Iterator[Callable[..., Any]]:
+    """A TensorBoard server on the folder `runs`; yields `query(route, body=None)`: the route's JSON (POST
+    when a body is given). The server is stopped on exit, whatever the caller did."""
     port = free_port()
-    log_path = tmp_path / "tensorboard.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [str(TENSORBOARD), "--logdir", str(sweep), "--host", "127.0.0.1", "--port", str(port), "--load_fast=false"],
+            [str(TENSORBOARD), "--logdir", str(runs), "--host", "127.0.0.1", "--port", str(port), "--load_fast=false"],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -88,6 +90,13 @@ def server(sweep: Path, tmp_path: Path) -> Iterator[Callable[..., Any]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def server(sweep: Path, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """A TensorBoard server on `sweep` (see `tensorboard`), stopped on teardown."""
+    with tensorboard(sweep, tmp_path / "tensorboard.log") as query:
+        yield query
 
 
 def poll(query: Callable[..., Any], route: str, ready: Callable[[Any], bool], body: dict | None = None) -> Any:
@@ -137,3 +146,40 @@ def test_tensorboard_serves_every_run_its_scalars_and_hparams(server):
         assert session["status"] == "STATUS_SUCCESS"
         metrics = {value["name"]["tag"]: value for value in session["metricValues"]}
         assert metrics["charts/eval_return_greedy"]["trainingStep"] == 400  # the run's last evaluation
+
+
+# The HParams dashboard's request for the experiment (its query pane loads up to 1000 hparams).
+DASHBOARD_EXPERIMENT_REQUEST = {"experimentName": "", "hparamsLimit": 1000}
+COLUMNS_TICKED_BY_DEFAULT = 5  # the query pane's kNumHParamsToDisplayByDefault
+
+
+def columns_ticked_by_default(experiment: dict) -> list[str]:
+    """The hparam columns the HParams dashboard shows when it opens: its query pane
+    (`_computeHParams`) moves the infos with `differs` to the top, keeping the server's order
+    otherwise (a stable sort), and ticks the first five."""
+    infos = sorted(experiment["hparamInfos"], key=lambda info: not info.get("differs", False))
+    return [info["name"] for info in infos[:COLUMNS_TICKED_BY_DEFAULT]]
+
+
+@pytest.mark.parametrize(
+    "sweep_overrides,shown",
+    [
+        (["schedule=constant", "schedule.start=0.5,2.0"], {"temperature_start", "selector", "schedule"}),
+        (["agent.gamma=0.9,0.99"], {"gamma", "selector", "schedule", "temperature_start"}),
+    ],
+    ids=["temperature", "gamma"],
+)
+def test_hparams_dashboard_opens_on_the_swept_and_the_study_columns(sweep_overrides, shown, run_cli, tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", *sweep_overrides, "seed=1", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    with tensorboard(sweep, tmp_path / "tensorboard.log") as query:
+        experiment = poll(
+            query,
+            "/data/plugin/hparams/experiment",
+            lambda answer: bool(answer.get("hparamInfos")),
+            DASHBOARD_EXPERIMENT_REQUEST,
+        )
+    assert shown <= set(columns_ticked_by_default(experiment)), experiment["hparamInfos"]
+    assert [info["name"]["tag"] for info in experiment["metricInfos"]] == list(HPARAM_METRICS)
