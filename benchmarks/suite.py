@@ -198,6 +198,12 @@ def env_table(env: str, results: list[RunResult], budget: str) -> str:
     return "\n".join(lines)
 
 
+def _budget(overrides: list[str]) -> str:
+    """The budget a table states: `trainer.total_steps` from the overrides, else the preset's."""
+    steps = [o.partition("=")[2] for o in overrides if o.partition("=")[0] == "trainer.total_steps"]
+    return f"{int(steps[-1]):,}" if steps else "the preset's"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", nargs="+", default=list(ENVS), help="env presets (rlgumbel/configs/env/)")
@@ -229,7 +235,7 @@ def main() -> None:
         + (f", overrides: {' '.join(args.overrides)}" if args.overrides else "")
     )
     for env in args.envs:
-        budget = "2,000" if args.quick else "the preset's"
+        budget = "2,000" if args.quick else _budget(args.overrides)
         print()
         print(env_table(env, [r for r in results if r.env == env], budget))
     print(f"\nbenchmark wall time: {elapsed:.0f} s")
