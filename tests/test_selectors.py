@@ -180,17 +180,24 @@ SAMPLING_SELECTORS: dict[str, Callable[[], object]] = {
 @pytest.mark.parametrize("kind", list(SAMPLING_SELECTORS), ids=list(SAMPLING_SELECTORS))
 def test_draws_come_from_the_runs_generator_alone(kind, make_generator):
     """A run is reproducible from its own generator: the same generator seed gives the same
-    actions and action vectors whatever the global generator did in between; another seed
-    gives other actions."""
+    actions, action vectors and gradients (Gumbel-Rao draws its conditional noise for the
+    backward pass too) whatever the global generator did in between; another seed gives other
+    actions."""
     logits = torch.randn(1000, 5, generator=make_generator(0)).requires_grad_(True)
+    weights = torch.randn(5, generator=make_generator(1))
     selector = SAMPLING_SELECTORS[kind]()
-    draws = []
+    draws, gradients = [], []
     for global_seed, seed in ((1, 7), (2, 7), (1, 8)):
         with torch.random.fork_rng():
             torch.manual_seed(global_seed)
-            draws.append(selector.select(logits, 1.0, make_generator(seed)))
+            draw = selector.select(logits, 1.0, make_generator(seed))
+            pathwise = draw.action.requires_grad  # sample and expected: the gradient is not through y
+            gradient = torch.autograd.grad((draw.action * weights).sum(), logits)[0] if pathwise else None
+        draws.append(draw)
+        gradients.append(gradient)
     first, again, other = draws
     assert torch.equal(first.env_action, again.env_action) and torch.equal(first.action, again.action)
+    assert gradients[0] is None or torch.equal(gradients[0], gradients[1])
     assert not torch.equal(first.env_action, other.env_action)
 
 
