@@ -201,6 +201,20 @@ def test_draws_come_from_the_runs_generator_alone(kind, make_generator):
     assert not torch.equal(first.env_action, other.env_action)
 
 
+def test_epsilon_exploration_draws_from_the_runs_generator_alone(make_generator):
+    """argmax's ε-greedy acting (which actions explore, and what they pick) is reproducible from
+    the run's generator whatever the global generator did in between."""
+    logits = torch.randn(1000, 5, generator=make_generator(0))
+    selector = greedy_with_epsilon(0.5)
+    acted = []
+    for global_seed, seed in ((1, 7), (2, 7), (1, 8)):
+        with torch.random.fork_rng():
+            torch.manual_seed(global_seed)
+            acted.append(selector.act(logits, 1.0, make_generator(seed), step=0))
+    first, again, other = acted
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
 # --------------------------------------------------------------------------------------------
 # Gumbel noise
 
