@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rlgumbel import layout
 from rlgumbel.checkpoint import list_checkpoints
 from rlgumbel.report import (
     COMPLETED,
-    DEFAULT_METRIC,
     FAILED,
     bootstrap_ci,
     final_value,
@@ -118,7 +118,7 @@ def train(root: Path, env: str, selector: str, seed: int, extra: list[str]) -> N
         status = load_run(folder, root).status
         if status in (COMPLETED, FAILED):
             return
-        if list_checkpoints(folder / "checkpoints"):
+        if list_checkpoints(folder / layout.CHECKPOINT_DIR):
             command = [sys.executable, "-m", "rlgumbel.cli.train", f"resume={folder}", "trainer.progress=false"]
         else:  # stopped before its first checkpoint: start again
             shutil.rmtree(folder)
@@ -139,10 +139,10 @@ def read_result(root: Path, env: str, selector: str, seed: int) -> RunResult:
     if not folder.is_dir():
         return RunResult(env, selector, seed, "missing", None, None, nan, nan, nan)
     run = load_run(folder, root)
-    greedy = run.scalars.get(DEFAULT_METRIC)
+    greedy = run.scalars.get(layout.EVAL_RETURN_GREEDY)
     solved = run.config.get("env.solved_return")
     threshold = None if solved is None else float(solved)
-    wall = run.scalars.get("perf/wall_seconds")
+    wall = run.scalars.get(layout.WALL_SECONDS)
     if greedy is None or wall is None:
         return RunResult(env, selector, seed, run.status, threshold, None, nan, nan, nan)
     seconds = final_value(wall)

@@ -12,6 +12,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from rlgumbel import layout
 from rlgumbel.buffer import ReplayBuffer
 from rlgumbel.envs import EnvConfigError, action_mask, env_shape, make_vector_env
 from rlgumbel.logger import Logger
@@ -21,8 +22,6 @@ from rlgumbel.trainer import Trainer, TrainerSettings
 
 ENV_KEYS = {"id", "num_envs", "solved_return", "random_return", "kwargs"}
 TOP_LEVEL_KEYS = {"experiment_name", "seed", "num_threads", "resume", "trainer", "env", "agent", "selector", "schedule"}
-# Keys that may differ between a run and its resumption.
-RESUME_FREE_KEYS = {"resume", "trainer.total_steps", "trainer.progress"}
 
 
 class ConfigError(ValueError):
@@ -34,7 +33,7 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("rlgumbel.run_dir"):
         OmegaConf.register_new_resolver("rlgumbel.run_dir", lambda resume, fresh: _resume_path(resume) or fresh)
         OmegaConf.register_new_resolver(
-            "rlgumbel.output_subdir", lambda resume: None if _resume_path(resume) else ".hydra"
+            "rlgumbel.output_subdir", lambda resume: None if _resume_path(resume) else layout.HYDRA_DIR
         )
         OmegaConf.register_new_resolver("rlgumbel.run_name", run_name)
 
@@ -48,11 +47,11 @@ def _resume_path(resume: Any) -> str | None:
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
     """Keys whose values differ between two plain config dicts, as `key: saved → current`,
-    leaving out the keys a resumed run may change (RESUME_FREE_KEYS)."""
+    leaving out the keys a resumed run may change (`layout.RESUME_FREE_KEYS`)."""
     differences = []
     for key in sorted(set(saved) | set(current)):
         path = f"{prefix}{key}"
-        if path in RESUME_FREE_KEYS:
+        if path in layout.RESUME_FREE_KEYS:
             continue
         old, new = saved.get(key, "<absent>"), current.get(key, "<absent>")
         if isinstance(old, dict) and isinstance(new, dict):
@@ -205,7 +204,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     )
     solved = env.get("solved_return")
     logger = Logger(
-        run_dir / "tb",
+        run_dir / layout.TB_DIR,
         hparams(cfg),
         OmegaConf.to_yaml(cfg, resolve=True),
         purge_step=None if checkpoint is None else checkpoint["step"] + 1,
@@ -230,7 +229,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
 
 def load_run_config(run_dir: Path) -> DictConfig:
     """The resolved config a run was started with (`<run_dir>/.hydra/config.yaml`)."""
-    path = Path(run_dir) / ".hydra" / "config.yaml"
+    path = Path(run_dir) / layout.CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"resume={run_dir}: no run there ({path} does not exist)")
     return OmegaConf.load(path)

@@ -15,20 +15,28 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
 from rlgumbel.hparams import columns_to_show_in_this_run
+from rlgumbel.layout import (
+    ENTROPY,
+    EPISODIC_RETURN,
+    EPSILON,
+    EVAL_RETURN_GREEDY,
+    EVAL_RETURN_SAMPLED,
+    TEMPERATURE,
+)
 
 HParamValue = float | int | str | bool
 
 # Scalars that the HParams dashboard shows for each run (their last value).
-HPARAM_METRICS = ("charts/eval_return_greedy", "charts/eval_return_sampled", "charts/episodic_return")
+HPARAM_METRICS = (EVAL_RETURN_GREEDY, EVAL_RETURN_SAMPLED, EPISODIC_RETURN)
 
 LAYOUT = {
     "evaluation": {
-        "eval return (greedy vs sampled)": ["Multiline", ["charts/eval_return_greedy", "charts/eval_return_sampled"]],
-        "training episodes": ["Multiline", ["charts/episodic_return"]],
+        "eval return (greedy vs sampled)": ["Multiline", [EVAL_RETURN_GREEDY, EVAL_RETURN_SAMPLED]],
+        "training episodes": ["Multiline", [EPISODIC_RETURN]],
     },
     "policy": {
-        "temperature and epsilon": ["Multiline", ["policy/temperature", "policy/epsilon"]],
-        "entropy": ["Multiline", ["policy/entropy"]],
+        "temperature and epsilon": ["Multiline", [TEMPERATURE, EPSILON]],
+        "entropy": ["Multiline", [ENTROPY]],
     },
 }
 

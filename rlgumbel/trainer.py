@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from rlgumbel import layout
 from rlgumbel.agents import ActorCritic
 from rlgumbel.agents.actor_critic import NonFiniteUpdate
 from rlgumbel.buffer import ReplayBuffer
@@ -133,7 +134,7 @@ class Trainer:
         temperature: schedule of the selector's temperature over env steps.
         buffer: replay buffer sized for the env.
         logger: TensorBoard writer of this run.
-        run_dir: the run's folder; checkpoints go to `run_dir / "checkpoints"`.
+        run_dir: the run's folder; checkpoints go to `run_dir / layout.CHECKPOINT_DIR`.
         seed: seeds the env resets and the run's generator.
         solved_return: greedy eval return that counts as solving the env (for the summary).
         config: the run's resolved config as a plain dict, stored in checkpoints so that a
@@ -272,7 +273,7 @@ class Trainer:
             finished = info["_episode"]
             for episodic_return, length in zip(info["episode"]["r"][finished], info["episode"]["l"][finished]):
                 self.logger.scalars(
-                    {"charts/episodic_return": episodic_return, "charts/episodic_length": length}, self.step
+                    {layout.EPISODIC_RETURN: episodic_return, "charts/episodic_length": length}, self.step
                 )
 
     def _random_action(self) -> torch.Tensor:
@@ -327,23 +328,25 @@ class Trainer:
         self.evaluations.append((self.step, float(greedy), float(sampled)))
         if self.first_solved_step is None and self.solved_return is not None and greedy >= self.solved_return:
             self.first_solved_step = self.step
-        self.logger.scalars({"charts/eval_return_greedy": greedy, "charts/eval_return_sampled": sampled}, self.step)
+        self.logger.scalars({layout.EVAL_RETURN_GREEDY: greedy, layout.EVAL_RETURN_SAMPLED: sampled}, self.step)
 
     def _log(self, started: float, started_step: int) -> None:
         elapsed = time.perf_counter() - started
         perf = {
             "perf/steps_per_second": (self.step - started_step) / max(elapsed, 1e-9),
-            "perf/wall_seconds": self.wall_seconds + elapsed,
+            layout.WALL_SECONDS: self.wall_seconds + elapsed,
         }
         policy = {
-            "policy/temperature": self.temperature(self.step),
-            "policy/epsilon": self.agent.selector.epsilon(self.step),
+            layout.TEMPERATURE: self.temperature(self.step),
+            layout.EPSILON: self.agent.selector.epsilon(self.step),
             "health/skipped_updates": self.skipped_updates,
         }
         self.logger.scalars({**self.metrics, **policy, **perf}, self.step)
 
     def _checkpoint(self) -> None:
-        save_checkpoint(self.run_dir / "checkpoints", self.step, self.state_dict(), keep=self.settings.keep_checkpoints)
+        save_checkpoint(
+            self.run_dir / layout.CHECKPOINT_DIR, self.step, self.state_dict(), keep=self.settings.keep_checkpoints
+        )
         self.logger.flush()
 
     def state_dict(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from rlgumbel.buffer import Batch
+from rlgumbel.layout import ENTROPY
 from rlgumbel.networks import CRITICS, Actor, as_shape
 from rlgumbel.normalizer import ObservationNormalizer
 from rlgumbel.selectors import ActionSelector
@@ -250,7 +251,7 @@ class ActorCritic:
         return {
             "losses/critic": critic_loss,
             "losses/actor": actor_loss,
-            "policy/entropy": entropy,
+            ENTROPY: entropy,
             "policy/grad_norm": grad_norm,
             "values/q_mean": q_mean,
             "policy/entropy_coef": self._entropy_coef.clone(),

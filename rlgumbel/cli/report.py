@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from rlgumbel import layout
 from rlgumbel.report import DEFAULT_METRIC, ReportError, write_report
 
 
@@ -28,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         nargs="+",
         metavar="sweep",
-        help="sweep folder(s); runs are found by <run>/.hydra/config.yaml",
+        help=f"sweep folder(s); runs are found by <run>/{layout.CONFIG_FILE}",
     )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <first sweep>/report)")
     parser.add_argument(

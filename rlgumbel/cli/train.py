@@ -18,7 +18,7 @@ from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint
 from rlgumbel.cli.preflight import check_command_line
 from rlgumbel.config import ConfigError, build_trainer, check_resumable, register_resolvers, resume_config
 from rlgumbel.configs import CONFIG_DIR
-from rlgumbel.report import FAILURE_FILE
+from rlgumbel.layout import CHECKPOINT_DIR, FAILURE_FILE, HYDRA_DIR
 from rlgumbel.trainer import TrainingDiverged
 
 register_resolvers()
@@ -42,7 +42,7 @@ def _summary_lines(summary: dict, run_dir: Path) -> list[str]:
 
 def _load_checkpoint(run_dir: Path) -> dict:
     try:
-        checkpoint, path, notes = load_latest_checkpoint(run_dir / "checkpoints")
+        checkpoint, path, notes = load_latest_checkpoint(run_dir / CHECKPOINT_DIR)
     except FileNotFoundError:
         raise ConfigError(f"resume={run_dir}: no checkpoint to continue from in {run_dir / 'checkpoints'}") from None
     for note in notes:
@@ -62,7 +62,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> int:
     cfg, resume_dir = resume_config(cfg, overrides)
     run_dir = resume_dir or run_dir
     checkpoint = None
-    if resume_dir is not None or (cfg.get("resume") is True and list_checkpoints(run_dir / "checkpoints")):
+    if resume_dir is not None or (cfg.get("resume") is True and list_checkpoints(run_dir / CHECKPOINT_DIR)):
         checkpoint = _load_checkpoint(run_dir)
         check_resumable(checkpoint, cfg, run_dir)
     trainer = build_trainer(cfg, run_dir, checkpoint)
@@ -90,7 +90,7 @@ def _say(text: str, stream) -> None:
 def _discard_empty_run(run_dir: Path) -> None:
     """Remove a run folder that holds nothing but Hydra's own files (a run that never started);
     a folder with event files or checkpoints is never touched."""
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra"}:
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {HYDRA_DIR}:
         shutil.rmtree(run_dir)
 
 
