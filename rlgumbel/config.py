@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlgumbel import layout
 from rlgumbel.buffer import ReplayBuffer
 from rlgumbel.envs import EnvConfigError, action_mask, env_shape, make_vector_env
+from rlgumbel.hparams import hparams
 from rlgumbel.logger import Logger
 from rlgumbel.names import option_name, run_name
 from rlgumbel.schedules import Schedule
@@ -118,38 +119,6 @@ def env_settings(cfg: DictConfig) -> dict[str, Any]:
     if not isinstance(values.get("id"), str):
         raise ConfigError(f"env.id must be a Gymnasium environment id, got {values.get('id')!r}")
     return values
-
-
-def hparams(cfg: DictConfig) -> dict[str, float | int | str | bool]:
-    """The run's hyperparameters for the HParams dashboard: one fixed key set for every run,
-    whatever its selector or schedule, so that a sweep's table has the same columns.
-    `rlgumbel.hparams.CONFIG_KEYS` names the config keys each is read from (keep the two in step):
-    the dashboard opens on the columns a sweep varies."""
-    schedule = cfg.schedule
-    return {
-        "selector": option_name(cfg.selector._target_),
-        "selector_hard": bool(cfg.selector.get("hard", False)),
-        "selector_samples": int(cfg.selector.get("samples", 1)),
-        "schedule": option_name(schedule._target_),
-        "temperature_start": float(schedule.start),
-        "temperature_end": float(schedule.get("end", schedule.start)),
-        "env": str(cfg.env.id),
-        "num_envs": int(cfg.env.num_envs),
-        "seed": int(cfg.seed),
-        "critic_kind": str(cfg.agent.critic.kind),
-        "critic_target": str(cfg.agent.critic_target),
-        "entropy_coef": float(cfg.agent.entropy_coef),
-        "target_entropy_fraction": float(cfg.agent.get("target_entropy_fraction") or 0.0),
-        "actor_lr": float(cfg.agent.actor.lr),
-        "critic_lr": float(cfg.agent.critic.lr),
-        "actor_update_every": int(cfg.agent.get("actor_update_every", 1)),
-        "target_update_rate": float(cfg.agent.target_update_rate),
-        "gamma": float(cfg.agent.gamma),
-        "batch_size": int(cfg.trainer.batch_size),
-        "updates_per_round": int(cfg.trainer.updates_per_round),
-        "update_every": int(cfg.trainer.update_every),
-        "total_steps": int(cfg.trainer.total_steps),
-    }
 
 
 def _check_run_keys(cfg: DictConfig) -> None:

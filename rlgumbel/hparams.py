@@ -11,45 +11,82 @@ it writes, the hparams its Hydra multirun sweeps, then the columns every study h
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from rlgumbel.names import option_name
 
 # How many hparam columns the dashboard ticks when it opens (its kNumHParamsToDisplayByDefault).
 COLUMNS_SHOWN = 5
 # What the studies of this project compare: shown whenever the sweep's own columns leave room.
 STUDY_COLUMNS = ("selector", "schedule", "temperature_start", "temperature_end")
-# The config keys (or config groups) each hparam of `rlgumbel.config.hparams` is read from: a
-# sweep over one of them varies that hparam. Keep in step with `rlgumbel.config.hparams`.
-CONFIG_KEYS = {
-    "selector": ("selector",),
-    "selector_hard": ("selector.hard",),
-    "selector_samples": ("selector.samples",),
-    "schedule": ("schedule",),
-    "temperature_start": ("schedule.start",),
-    "temperature_end": ("schedule.end",),
-    "env": ("env", "env.id"),
-    "num_envs": ("env.num_envs",),
-    "seed": ("seed",),
-    "critic_kind": ("agent.critic.kind",),
-    "critic_target": ("agent.critic_target",),
-    "entropy_coef": ("agent.entropy_coef",),
-    "target_entropy_fraction": ("agent.target_entropy_fraction",),
-    "actor_lr": ("agent.actor.lr",),
-    "critic_lr": ("agent.critic.lr",),
-    "actor_update_every": ("agent.actor_update_every",),
-    "target_update_rate": ("agent.target_update_rate",),
-    "gamma": ("agent.gamma",),
-    "batch_size": ("trainer.batch_size",),
-    "updates_per_round": ("trainer.updates_per_round",),
-    "update_every": ("trainer.update_every",),
-    "total_steps": ("trainer.total_steps",),
+HParamValue = float | int | str | bool
+Reader = Callable[[DictConfig], HParamValue]
+
+
+def _value(key: str, cast: Callable[[Any], HParamValue], default: Any = None) -> Reader:
+    """Read `key` from a run's config as `cast`, `default` when it is absent or null."""
+
+    def read(cfg: DictConfig) -> HParamValue:
+        value = OmegaConf.select(cfg, key, default=None)
+        return cast(default if value is None else value)
+
+    return read
+
+
+def _option(group: str) -> Reader:
+    """The option name of a config group's class (`selector` → `gumbel_softmax`)."""
+    return lambda cfg: option_name(cfg[group]._target_)
+
+
+def _temperature_end(cfg: DictConfig) -> float:
+    return float(cfg.schedule.get("end", cfg.schedule.start))  # a constant schedule ends where it starts
+
+
+# Every hparam of a run: the config keys (or config groups) a sweep varies it through, and how it
+# is read. One fixed set for every run, whatever its selector or schedule, so that a sweep's
+# HParams table has the same columns.
+HPARAMS: dict[str, tuple[tuple[str, ...], Reader]] = {
+    "selector": (("selector",), _option("selector")),
+    "selector_hard": (("selector.hard",), _value("selector.hard", bool, False)),
+    "selector_samples": (("selector.samples",), _value("selector.samples", int, 1)),
+    "schedule": (("schedule",), _option("schedule")),
+    "temperature_start": (("schedule.start",), _value("schedule.start", float)),
+    "temperature_end": (("schedule.end",), _temperature_end),
+    "env": (("env", "env.id"), _value("env.id", str)),
+    "num_envs": (("env.num_envs",), _value("env.num_envs", int)),
+    "seed": (("seed",), _value("seed", int)),
+    "critic_kind": (("agent.critic.kind",), _value("agent.critic.kind", str)),
+    "critic_target": (("agent.critic_target",), _value("agent.critic_target", str)),
+    "entropy_coef": (("agent.entropy_coef",), _value("agent.entropy_coef", float)),
+    "target_entropy_fraction": (
+        ("agent.target_entropy_fraction",),
+        _value("agent.target_entropy_fraction", float, 0.0),
+    ),
+    "actor_lr": (("agent.actor.lr",), _value("agent.actor.lr", float)),
+    "critic_lr": (("agent.critic.lr",), _value("agent.critic.lr", float)),
+    "actor_update_every": (("agent.actor_update_every",), _value("agent.actor_update_every", int, 1)),
+    "target_update_rate": (("agent.target_update_rate",), _value("agent.target_update_rate", float)),
+    "gamma": (("agent.gamma",), _value("agent.gamma", float)),
+    "batch_size": (("trainer.batch_size",), _value("trainer.batch_size", int)),
+    "updates_per_round": (("trainer.updates_per_round",), _value("trainer.updates_per_round", int)),
+    "update_every": (("trainer.update_every",), _value("trainer.update_every", int)),
+    "total_steps": (("trainer.total_steps",), _value("trainer.total_steps", int)),
 }
+CONFIG_KEYS = {name: keys for name, (keys, _) in HPARAMS.items()}
+
+
+def hparams(cfg: DictConfig) -> dict[str, HParamValue]:
+    """The run's hyperparameters for the HParams dashboard, read from its composed config."""
+    return {name: read(cfg) for name, (_, read) in HPARAMS.items()}
 
 
 def swept_keys(overrides: Iterable[str]) -> list[str]:

@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-from rlgumbel.hparams import columns_to_show_in_this_run
+from rlgumbel.hparams import HParamValue, columns_to_show_in_this_run
 from rlgumbel.layout import (
     ENTROPY,
     EPISODIC_RETURN,
@@ -23,8 +23,6 @@ from rlgumbel.layout import (
     EVAL_RETURN_SAMPLED,
     TEMPERATURE,
 )
-
-HParamValue = float | int | str | bool
 
 # Scalars that the HParams dashboard shows for each run (their last value).
 HPARAM_METRICS = (EVAL_RETURN_GREEDY, EVAL_RETURN_SAMPLED, EPISODIC_RETURN)
