@@ -33,7 +33,7 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from rlgumbel.config import hparams, register_resolvers
+from rlgumbel.config import hparams, register_with_hydra
 from rlgumbel.configs import CONFIG_DIR
 from rlgumbel.logger import Logger
 from rlgumbel.report import read_events
@@ -86,7 +86,7 @@ def run_overrides(num_runs: int) -> list[list[str]]:
 
 def compose_config(overrides: list[str]) -> DictConfig:
     """The resolved config `rlgumbel-train` would save for these overrides."""
-    register_resolvers()
+    register_with_hydra()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))

@@ -28,7 +28,7 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 from torch.nn import functional as F
 
-from rlgumbel.config import build_trainer, register_resolvers
+from rlgumbel.config import build_trainer, register_with_hydra
 from rlgumbel.configs import CONFIG_DIR
 
 
@@ -109,7 +109,7 @@ def mean_ms(fn, repeats: int, warmup: int = 30) -> float:
 
 
 def measure(overrides: list[str], repeats: int) -> tuple[float, float, int]:
-    register_resolvers()
+    register_with_hydra()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(
             config_name="train",

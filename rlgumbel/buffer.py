@@ -70,8 +70,6 @@ class ReplayBuffer:
     """
 
     def __init__(self, capacity: int, obs_shape: Sequence[int], num_envs: int, num_actions: int | None = None) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"trainer.buffer_size must be a whole number >= 1, got {capacity!r}")
         self.num_envs = num_envs
         self.rows = math.ceil(capacity / num_envs)
         self.capacity = self.rows * num_envs

@@ -19,18 +19,14 @@ from rlgumbel.hparams import hparams
 from rlgumbel.logger import Logger
 from rlgumbel.names import option_name, run_name
 from rlgumbel.schedules import Schedule
-from rlgumbel.trainer import Trainer, TrainerSettings
-
-ENV_KEYS = {"id", "num_envs", "solved_return", "random_return", "kwargs"}
-TOP_LEVEL_KEYS = {"experiment_name", "seed", "num_threads", "resume", "trainer", "env", "agent", "selector", "schedule"}
+from rlgumbel.schema import ConfigError, TrainerSettings, register_schema, validate
+from rlgumbel.trainer import Trainer
 
 
-class ConfigError(ValueError):
-    """A config value the framework cannot run with; the message names the key."""
-
-
-def register_resolvers() -> None:
-    """Resolvers the config tree uses: `resume` decides where a run's output goes."""
+def register_with_hydra() -> None:
+    """The schema (rlgumbel/schema.py) and the resolvers the config tree uses: `resume` decides
+    where a run's output goes."""
+    register_schema()
     if not OmegaConf.has_resolver("rlgumbel.run_dir"):
         OmegaConf.register_new_resolver("rlgumbel.run_dir", lambda resume, fresh: _resume_path(resume) or fresh)
         OmegaConf.register_new_resolver(
@@ -96,43 +92,6 @@ def build_temperature(cfg: DictConfig) -> Schedule:
     return schedule
 
 
-def trainer_settings(cfg: DictConfig) -> TrainerSettings:
-    """The validated `trainer:` node."""
-    values = OmegaConf.to_container(cfg.trainer, resolve=True)
-    unknown = set(values) - set(TrainerSettings.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(
-            f"trainer has unknown keys {sorted(unknown)}; allowed: {sorted(TrainerSettings.__dataclass_fields__)}"
-        )
-    try:
-        return TrainerSettings(**values)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(str(error)) from None
-
-
-def env_settings(cfg: DictConfig) -> dict[str, Any]:
-    """The validated `env:` node as a plain dict."""
-    values = OmegaConf.to_container(cfg.env, resolve=True)
-    unknown = set(values) - ENV_KEYS
-    if unknown:
-        raise ConfigError(f"env has unknown keys {sorted(unknown)}; allowed: {sorted(ENV_KEYS)}")
-    if not isinstance(values.get("id"), str):
-        raise ConfigError(f"env.id must be a Gymnasium environment id, got {values.get('id')!r}")
-    return values
-
-
-def _check_run_keys(cfg: DictConfig) -> None:
-    unknown = set(cfg) - TOP_LEVEL_KEYS
-    if unknown:
-        raise ConfigError(f"unknown top-level keys {sorted(unknown)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
-    seed = cfg.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
-    threads = cfg.get("num_threads")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"num_threads must be a whole number >= 1, got {threads!r}")
-
-
 def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None) -> Trainer:
     """Validate `cfg` and build the trainer of one run; nothing is written until all is valid.
 
@@ -143,10 +102,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     Raises:
         ConfigError: a value is invalid; the message names the key.
     """
-    _check_run_keys(cfg)
+    cfg = validate(cfg)
     torch.set_num_threads(cfg.num_threads)
-    settings = trainer_settings(cfg)
-    env = env_settings(cfg)
+    settings: TrainerSettings = OmegaConf.to_object(cfg.trainer)
+    env = cfg.env
     temperature = build_temperature(cfg)
     selector = _instantiate("selector", cfg.selector)
     low, _ = temperature.bounds()
@@ -157,8 +116,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
             "(check schedule.start and schedule.end)"
         )
     try:
-        envs = make_vector_env(env["id"], env["num_envs"], env.get("kwargs"))
-        eval_envs = make_vector_env(env["id"], settings.eval_episodes, env.get("kwargs"))
+        kwargs = OmegaConf.to_container(env.kwargs, resolve=True)
+        envs = make_vector_env(env.id, env.num_envs, kwargs)
+        eval_envs = make_vector_env(env.id, settings.eval_episodes, kwargs)
     except EnvConfigError as error:
         raise ConfigError(str(error)) from None
     shape = env_shape(envs)
@@ -171,7 +131,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     buffer = ReplayBuffer(
         settings.buffer_size, shape.obs_shape, envs.num_envs, num_actions=shape.num_actions if masked else None
     )
-    solved = env.get("solved_return")
+    solved = env.solved_return
     logger = Logger(
         run_dir / layout.TB_DIR,
         hparams(cfg),

@@ -150,7 +150,7 @@ def gradient_diagnostics(
     Returns:
         The `estimator/*` scalars of `estimator_statistics`.
     """
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-        raise ValueError(f"samples must be a whole number >= 2, got {samples!r}")
+    if samples < 2:
+        raise ValueError(f"samples must be >= 2 (a variance needs two estimates), got {samples}")
     exact, estimates = policy_gradients(actor, obs, bind, selector, temperature, generator, samples)
     return estimator_statistics(estimates, exact)

@@ -103,8 +103,6 @@ def make_vector_env(id: str, num_envs: int, kwargs: dict[str, Any] | None = None
         num_envs: number of copies stepped together, >= 1.
         kwargs: keyword arguments for `gymnasium.make`.
     """
-    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-        raise EnvConfigError(f"env.num_envs must be a whole number >= 1, got {num_envs!r}")
     check_env_id(id)
     factory = _make_single(id, dict(kwargs or {}))
     envs = SyncVectorEnv([factory] * num_envs, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)

@@ -253,9 +253,6 @@ class ArgmaxSelector(ActionSelector):
     """
 
     def __init__(self, epsilon: Schedule) -> None:
-        low, high = epsilon.bounds()
-        if low < 0 or high > 1:
-            raise ValueError(f"selector.epsilon must stay in [0, 1], its schedule spans [{low}, {high}]")
         self.epsilon_schedule = epsilon
 
     def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
@@ -314,9 +311,7 @@ class GumbelSoftmaxSelector(ActionSelector):
         hard: forward one-hot actions to the critic instead of the relaxed vector.
     """
 
-    def __init__(self, hard: bool = False) -> None:
-        if not isinstance(hard, bool):
-            raise ValueError(f"selector.hard must be true or false, got {hard!r}")
+    def __init__(self, hard: bool) -> None:
         self.hard = hard
 
     def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
@@ -413,9 +408,7 @@ class GumbelRaoSelector(ActionSelector):
         samples: K >= 1, conditional Gumbel draws per state.
     """
 
-    def __init__(self, samples: int = 10) -> None:
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"selector.samples must be a whole number >= 1, got {samples!r}")
+    def __init__(self, samples: int) -> None:
         self.samples = samples
 
     def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:

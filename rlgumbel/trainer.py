@@ -6,7 +6,6 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,69 +23,12 @@ from rlgumbel.diagnostics import gradient_diagnostics
 from rlgumbel.envs import action_mask, restore_vector_env_state, vector_env_state
 from rlgumbel.logger import Logger
 from rlgumbel.schedules import Schedule
+from rlgumbel.schema import TrainerSettings
 from rlgumbel.selectors import gumbel_max_sample
 
 
 class TrainingDiverged(ArithmeticError):
     """A loss became NaN or infinite with `trainer.strict`; the message names the step."""
-
-
-@dataclass(frozen=True)
-class TrainerSettings:
-    """The `trainer:` config node; see rlgumbel/configs/train.yaml for each key's meaning."""
-
-    total_steps: int
-    learning_starts: int
-    update_every: int
-    updates_per_round: int
-    batch_size: int
-    buffer_size: int
-    eval_every: int
-    eval_episodes: int
-    log_every: int
-    checkpoint_every: int
-    keep_checkpoints: int = 3
-    progress: bool = True
-    diagnostics: bool = False
-    diagnostics_every: int = 5000
-    diagnostics_samples: int = 32
-    strict: bool = True
-
-    def __post_init__(self) -> None:
-        for name in (
-            "total_steps",
-            "update_every",
-            "updates_per_round",
-            "batch_size",
-            "buffer_size",
-            "eval_every",
-            "eval_episodes",
-            "log_every",
-            "checkpoint_every",
-            "keep_checkpoints",
-            "diagnostics_every",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"trainer.{name} must be a whole number > 0, got {value!r}")
-        if (
-            isinstance(self.learning_starts, bool)
-            or not isinstance(self.learning_starts, int)
-            or self.learning_starts < 0
-        ):
-            raise ValueError(f"trainer.learning_starts must be a whole number >= 0, got {self.learning_starts!r}")
-        if (
-            isinstance(self.diagnostics_samples, bool)
-            or not isinstance(self.diagnostics_samples, int)
-            or self.diagnostics_samples < 2
-        ):
-            raise ValueError(
-                f"trainer.diagnostics_samples must be a whole number >= 2, got {self.diagnostics_samples!r}"
-            )
-        if self.batch_size > self.buffer_size:
-            raise ValueError(
-                f"trainer.batch_size ({self.batch_size}) must not exceed trainer.buffer_size ({self.buffer_size})"
-            )
 
 
 class Every:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlgumbel.agents import ActorCritic
 from rlgumbel.cli import train as train_cli
-from rlgumbel.config import register_resolvers
+from rlgumbel.config import register_with_hydra
 from rlgumbel.configs import CONFIG_DIR as PACKAGE_CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ TINY = [
 @pytest.fixture
 def compose_config() -> Callable[..., DictConfig]:
     """`compose_config(*overrides)`: the shipped config tree composed with Hydra's compose API."""
-    register_resolvers()
+    register_with_hydra()
 
     def make(*overrides: str) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -53,7 +53,7 @@ def compose_config() -> Callable[..., DictConfig]:
 @pytest.fixture
 def make_agent(compose_config) -> Callable[..., ActorCritic]:
     """`make_agent(obs_shape, num_actions, selector, **overrides)`: an `ActorCritic` with the
-    shipped agent config's values (rlgumbel/configs/agent/actor_critic.yaml), `overrides` replacing them
+    shipped agent config's values (the schema's defaults, rlgumbel/schema.py), `overrides` replacing them
     (`actor=` and `critic=` key by key), its networks initialised from torch seed 0."""
     defaults = OmegaConf.to_container(compose_config().agent, resolve=True)
     del defaults["_target_"]

@@ -23,7 +23,7 @@ def make_agent(make_agent):
         return make_agent(
             OBS_DIM,
             NUM_ACTIONS,
-            GumbelSoftmaxSelector(),
+            GumbelSoftmaxSelector(hard=False),
             actor={"hidden_sizes": [16]},
             critic={"hidden_sizes": [16]},
             **kwargs,
@@ -41,23 +41,6 @@ def make_batch(seed: int = 0) -> Batch:
         next_obs=torch.randn(BATCH, OBS_DIM, generator=generator),
         terminated=torch.zeros(BATCH),
     )
-
-
-@pytest.mark.parametrize(
-    "kwargs, key",
-    [
-        ({"target_entropy_fraction": 1.0, "entropy_coef": 0.1}, "agent.target_entropy_fraction"),
-        ({"target_entropy_fraction": -0.1, "entropy_coef": 0.1}, "agent.target_entropy_fraction"),
-        ({"target_entropy_fraction": 0.3, "entropy_coef": 0.0}, "agent.entropy_coef"),
-        ({"entropy_lr": 0.0}, "agent.entropy_lr"),
-        ({"actor_update_every": 0}, "agent.actor_update_every"),
-        ({"actor_update_every": 1.5}, "agent.actor_update_every"),
-        ({"actor_update_every": True}, "agent.actor_update_every"),
-    ],
-)
-def test_bad_values_name_their_key(kwargs, key, make_agent):
-    with pytest.raises(ValueError, match=key):
-        make_agent(**kwargs)
 
 
 @pytest.mark.parametrize("fraction, grows", [(0.99, True), (0.0, False)])

@@ -54,12 +54,6 @@ def test_continuous_action_space_is_refused_before_training():
         make_vector_env("Pendulum-v1", 1)
 
 
-@pytest.mark.parametrize("num_envs", [0, -1, 1.5, True])
-def test_bad_num_envs_is_refused(num_envs):
-    with pytest.raises(EnvConfigError, match="env.num_envs"):
-        make_vector_env("CartPole-v1", num_envs)
-
-
 def test_discrete_observations_become_one_hot():
     envs = make_vector_env("Taxi-v4", 3)
     obs, _ = envs.reset(seed=0)

@@ -373,12 +373,6 @@ def test_other_selectors_accept_any_positive_temperature():
         assert NEW_SELECTORS[kind]().min_temperature == 0.0
 
 
-@pytest.mark.parametrize("samples", [0, -3, 2.5, 1.0, True, "4", None])
-def test_gumbel_rao_refuses_samples_that_are_not_whole_numbers_of_at_least_one(samples):
-    with pytest.raises(ValueError, match="selector.samples must be a whole number >= 1"):
-        GumbelRaoSelector(samples=samples)
-
-
 # --------------------------------------------------------------------------------------------
 # Shipped configs
 
@@ -401,11 +395,9 @@ def test_new_selectors_compose_and_instantiate(option, cls, compose_config):
     assert selection.env_action.shape == (4,)
 
 
-def test_gumbel_rao_samples_override_and_its_error(compose_config):
+def test_gumbel_rao_samples_override(compose_config):
     assert instantiate(compose_config("selector=gumbel_rao", "selector.samples=3").selector).samples == 3
     assert instantiate(compose_config("selector=gumbel_rao").selector).samples == 10
-    with pytest.raises(Exception, match="selector.samples must be a whole number >= 1"):
-        instantiate(compose_config("selector=gumbel_rao", "selector.samples=0").selector)
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,7 +461,7 @@ def test_batched_parameter_gradients_equal_a_loop_of_backward_passes():
     # Reference: the same logit gradients (same generator seed), mapped to the parameters one
     # estimate at a time with a plain backward pass each.
     actor, obs, critic = small_problem()
-    selector, samples = GumbelSoftmaxSelector(), 8
+    selector, samples = GumbelSoftmaxSelector(hard=False), 8
     exact, estimates = policy_gradients(actor, obs, critic.bind, selector, 0.7, rng(5), samples)
     logits = actor(obs)
     exact_logits, logit_estimates = logit_gradients(logits, obs, critic.bind, selector, 0.7, rng(5), samples)
@@ -512,7 +504,7 @@ def test_diagnostics_tell_an_unbiased_estimator_from_a_biased_one():
     for selector, temperature, unbiased in (
         (SampleSelector(), 1.0, True),
         (ReinmaxSelector(), 1.0, True),
-        (GumbelSoftmaxSelector(), 2.0, False),
+        (GumbelSoftmaxSelector(hard=False), 2.0, False),
     ):
         result = gradient_diagnostics(actor, obs, critic.bind, selector, temperature, rng(1), samples=4000)
         ratio = result["estimator/relative_bias"] / result["estimator/relative_standard_error"]
@@ -536,8 +528,8 @@ def test_diagnostics_leave_parameter_grads_alone_and_check_samples():
     }
     assert all(isinstance(v, float) and math.isfinite(v) for v in result.values())
     assert all(p.grad is None for p in actor.parameters())
-    for samples in (1, 0, 2.0, True):
-        with pytest.raises(ValueError, match="samples must be a whole number >= 2"):
+    for samples in (1, 0):
+        with pytest.raises(ValueError, match="samples must be >= 2"):
             gradient_diagnostics(actor, obs, critic.bind, GumbelRaoSelector(3), 0.5, rng(0), samples=samples)
 
 

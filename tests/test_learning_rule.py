@@ -49,7 +49,7 @@ def hand_agent(make_agent, selector=None, **overrides) -> ActorCritic:
     agent = make_agent(
         OBS_DIM,
         ACTIONS,
-        selector or GumbelSoftmaxSelector(),
+        selector or GumbelSoftmaxSelector(hard=False),
         gamma=GAMMA,
         target_entropy_fraction=None,
         **{"entropy_coef": 0.0, **overrides},
@@ -125,7 +125,9 @@ def test_sampled_target_values_the_selectors_action_by_the_per_action_minimum(ma
     agent = hand_agent(make_agent, critic_target="sampled")
     generator = torch.Generator().manual_seed(3)
     target = agent.td_target(hand_batch([[0.0]] * 4, [1] * 4, [0.0] * 4), 1.0, generator)
-    relaxed = GumbelSoftmaxSelector().select(LOGITS.repeat(4, 1), 1.0, torch.Generator().manual_seed(3)).action
+    relaxed = (
+        GumbelSoftmaxSelector(hard=False).select(LOGITS.repeat(4, 1), 1.0, torch.Generator().manual_seed(3)).action
+    )
     torch.testing.assert_close(target, GAMMA * (relaxed * Q_HAT).sum(-1), rtol=1e-6, atol=1e-6)
 
 
@@ -133,7 +135,7 @@ def test_concat_critic_target_takes_the_minimum_of_the_twins(make_agent):
     agent = make_agent(
         OBS_DIM,
         ACTIONS,
-        GumbelSoftmaxSelector(),
+        GumbelSoftmaxSelector(hard=False),
         critic={"kind": "concat"},
         gamma=GAMMA,
         entropy_coef=0.0,
@@ -186,7 +188,7 @@ def test_one_actor_step_raises_the_critics_value_of_the_policy(option, make_agen
 
 
 def test_target_critics_follow_the_polyak_average(make_agent):
-    agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(), target_update_rate=0.25)
+    agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), target_update_rate=0.25)
     with torch.no_grad():
         for param in agent.target_critic.parameters():
             param.add_(1.0)  # targets apart from the critics
@@ -208,7 +210,12 @@ def test_every_critic_form_and_target_learns_a_fixed_regression(kind, target, ma
     # With the discount 0 the target is the reward itself: 200 critic steps on one batch must
     # bring both critics' values of the taken actions close to it (from errors of order 1).
     agent = make_agent(
-        OBS_DIM, ACTIONS, GumbelSoftmaxSelector(), critic={"kind": kind, "lr": 1e-2}, gamma=0.0, critic_target=target
+        OBS_DIM,
+        ACTIONS,
+        GumbelSoftmaxSelector(hard=False),
+        critic={"kind": kind, "lr": 1e-2},
+        gamma=0.0,
+        critic_target=target,
     )
     generator = torch.Generator().manual_seed(0)
     obs = torch.randn(32, OBS_DIM, generator=generator)
@@ -222,7 +229,7 @@ def test_every_critic_form_and_target_learns_a_fixed_regression(kind, target, ma
 
 
 def test_normaliser_tracks_the_mean_and_variance_of_what_it_observed(make_agent):
-    agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(), normalize_observations=True)
+    agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), normalize_observations=True)
     generator = torch.Generator().manual_seed(0)
     batches = [
         torch.randn(n, OBS_DIM, generator=generator) * torch.tensor([1.0, 10.0, 0.01]) + 5.0 for n in (1, 4, 7, 4)
@@ -239,7 +246,7 @@ def test_normaliser_tracks_the_mean_and_variance_of_what_it_observed(make_agent)
     )
     torch.testing.assert_close(agent.logits(obs), agent.actor(standardised), rtol=1e-4, atol=1e-4)
     # and the statistics travel with the agent's state
-    restored = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(), normalize_observations=True)
+    restored = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), normalize_observations=True)
     restored.load_state_dict(agent.state_dict())
     assert torch.equal(restored.normalizer.var, agent.normalizer.var)
 
@@ -257,7 +264,7 @@ def test_grouped_convolution_equals_each_members_own_convolution():
 
 
 def test_cnn_agent_updates_on_image_observations(make_agent):
-    agent = make_agent((4, 10, 10), ACTIONS, GumbelSoftmaxSelector(), encoder="cnn", actor_update_every=1)
+    agent = make_agent((4, 10, 10), ACTIONS, GumbelSoftmaxSelector(hard=False), encoder="cnn", actor_update_every=1)
     generator = torch.Generator().manual_seed(0)
     images = (torch.rand(8, 4, 10, 10, generator=generator) < 0.1).float()
     before = [p.detach().clone() for p in agent.actor.parameters()]
@@ -268,6 +275,6 @@ def test_cnn_agent_updates_on_image_observations(make_agent):
     assert any(not torch.equal(b, p) for b, p in zip(before, agent.actor.parameters()))
     assert agent.logits(images).shape == (8, ACTIONS)
     with pytest.raises(ValueError, match="agent.encoder=cnn needs image observations"):
-        make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(), encoder="cnn")
+        make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), encoder="cnn")
     with pytest.raises(ValueError, match="agent.encoder must be one of"):
-        make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(), encoder="rnn")
+        make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), encoder="rnn")

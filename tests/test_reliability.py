@@ -21,8 +21,8 @@ BAD_INPUT = [
     (["env.id=Pendulum-v1"], ["env.id", "Pendulum-v1", "Discrete"]),
     (["schedule=constant", "schedule.start=0"], ["schedule", "temperatures must be > 0"]),
     (["schedule=constant", "schedule.start=-2"], ["schedule.start", "-2", ">= 0"]),
-    (["schedule=constant", "schedule.start=warm"], ["schedule.start", "warm", "finite number"]),
-    (["schedule=exponential", "schedule.start=0.5", "schedule.end=2"], ["schedule.end", "schedule.start", "decays"]),
+    (["schedule=constant", "schedule.start=warm"], ["schedule.start", "warm", "converted to Float"]),
+    (["schedule=exponential", "schedule.start=0.5", "schedule.end=2"], ["schedule.end", "start", "decays"]),
     (["trainer.total_steps=0"], ["trainer.total_steps", "0", "> 0"]),
     (["trainer.batch_size=512", "trainer.buffer_size=100"], ["trainer.batch_size", "512", "trainer.buffer_size"]),
     (["resume=/no/such/run"], ["resume=/no/such/run", "no run there"]),
@@ -115,7 +115,7 @@ def test_a_failing_job_does_not_stop_the_sweep(cli, tmp_path: Path):
     code, _out, _err = cli("-m", "schedule=constant", "schedule.start=0,1", *TINY, f"hydra.sweep.dir={sweep}")
     assert code != 0  # the sweep reports its failure at the end
     runs = {p.name: p for p in sweep.iterdir() if p.is_dir()}
-    failed, finished = runs["gumbel_softmax_constant_T0_seed0_job0"], runs["gumbel_softmax_constant_T1_seed0_job1"]
+    failed, finished = runs["gumbel_softmax_constant_T0.0_seed0_job0"], runs["gumbel_softmax_constant_T1.0_seed0_job1"]
     assert "temperatures must be > 0" in (failed / "error.txt").read_text()
     assert list_checkpoints(finished / "checkpoints") and not (finished / "error.txt").exists()
 

@@ -27,7 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rlgumbel.checkpoint import list_checkpoints
-from rlgumbel.config import build_trainer, register_resolvers
+from rlgumbel.config import build_trainer, register_with_hydra
 from rlgumbel.names import option_name
 from rlgumbel.report import COMPLETED, read_events
 
@@ -58,7 +58,7 @@ def expand_sweep(*overrides: str) -> list[Job]:
     """The jobs `rlgumbel-train -m *overrides` would launch, in launch order: the sweeper params of
     the composed config plus the command line, expanded by Hydra's own basic sweeper; each job is
     composed as the launcher would compose it and its `hydra.sweep.subdir` resolved."""
-    register_resolvers()
+    register_with_hydra()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         parser = OverridesParser.create()
         fixed = [o.input_line for o in parser.parse_overrides(list(overrides)) if not o.is_sweep_override()]
@@ -163,7 +163,7 @@ def test_presets_keep_env_and_command_line_values():
 
 def test_slurm_launcher_needs_a_partition_and_asks_one_core_per_thread(monkeypatch):
     monkeypatch.delenv("SBATCH_PARTITION", raising=False)
-    register_resolvers()
+    register_with_hydra()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
             "train",

@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from hydra import compose, initialize_config_dir
 
-from rlgumbel.config import build_trainer, register_resolvers
+from rlgumbel.config import build_trainer, register_with_hydra
 from rlgumbel.configs import CONFIG_DIR
 from rlgumbel.report import read_events
 
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    register_resolvers()
+    register_with_hydra()
     results = {
         label: run(label, overrides, args.steps, args.every, args.seed) for label, overrides in SELECTORS.items()
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,8 +16,6 @@ from rlgumbel.layout import ENTROPY
 from rlgumbel.networks import CRITICS, Actor, as_shape
 from rlgumbel.normalizer import ObservationNormalizer
 from rlgumbel.selectors import ActionSelector
-
-CRITIC_TARGETS = ("expected", "sampled")
 
 
 class NonFiniteUpdate(ArithmeticError):
@@ -36,55 +33,6 @@ def _check_finite(part: str, loss: Tensor, grad_norm: Tensor) -> None:
         raise NonFiniteUpdate(f"{part} loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}")
 
 
-@dataclass(frozen=True)
-class ActorSettings:
-    """agent.actor: hidden layer widths, Adam learning rate and the scale of the initial logits."""
-
-    hidden_sizes: Sequence[int]
-    lr: float
-    init_scale: float
-
-
-@dataclass(frozen=True)
-class CriticSettings:
-    """agent.critic: form (q_head | concat), number of critics (Q̂ is their minimum), hidden
-    layer widths and Adam learning rate."""
-
-    kind: str
-    ensemble: int
-    pessimism: float
-    hidden_sizes: Sequence[int]
-    lr: float
-
-
-def _settings(cls: type, key: str, values: Mapping[str, Any]) -> Any:
-    allowed = set(cls.__dataclass_fields__)
-    unknown, missing = set(values) - allowed, allowed - set(values)
-    if unknown or missing:
-        raise ValueError(
-            f"agent.{key} has unknown keys {sorted(unknown)} and lacks {sorted(missing)}; "
-            f"its keys are {sorted(allowed)}"
-        )
-    settings = cls(**values)
-    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in settings.hidden_sizes):
-        raise ValueError(f"agent.{key}.hidden_sizes must be positive whole numbers, got {list(settings.hidden_sizes)}")
-    if not settings.lr > 0:
-        raise ValueError(f"agent.{key}.lr must be > 0, got {settings.lr!r}")
-    return settings
-
-
-def _check_range(key: str, value: float, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValueError(f"agent.{key} must be a number in [{low}, {high}], got {value!r}")
-    return float(value)
-
-
-def _check_whole(key: str, value: int, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"agent.{key} must be a whole number >= {low}, got {value!r}")
-    return value
-
-
 class ActorCritic:
     """The off-policy actor-critic: one learning rule for every selector.
 
@@ -96,14 +44,15 @@ class ActorCritic:
     Actor loss: `−(surrogate + α·H(π))`, the surrogate being the selector's estimate of
     `E_{a~π}[Q̂(s, a)]`.
 
-    Every learning-rule value is a required keyword: rlgumbel/configs/agent/actor_critic.yaml holds the
-    defaults, the env presets (rlgumbel/configs/env/) what each env changes.
+    Every learning-rule value is a required keyword: the schema (`ActorCriticConfig` in
+    rlgumbel/schema.py) holds the defaults and checks the values, the env presets
+    (rlgumbel/configs/env/) say what each env changes.
 
     Args:
         obs_shape: one observation's shape (a whole number for vectors), from the env.
         num_actions: from the env.
         selector: how logits become actions and gradients.
-        actor, critic: network settings (`ActorSettings`, `CriticSettings` keys).
+        actor, critic: network settings (the keys of `ActorConfig`, `CriticConfig`).
         gamma: discount in [0, 1].
         target_update_rate: Polyak averaging rate of the target critics in (0, 1].
         entropy_coef: α ≥ 0, weight of the entropy bonus (its starting value if tuned).
@@ -143,57 +92,33 @@ class ActorCritic:
         conv_channels: int,
         max_grad_norm: float,
     ) -> None:
-        actor_settings = _settings(ActorSettings, "actor", dict(actor))
-        critic_settings = _settings(CriticSettings, "critic", dict(critic))
-        if critic_settings.kind not in CRITICS:
-            raise ValueError(f"agent.critic.kind must be one of {sorted(CRITICS)}, got {critic_settings.kind!r}")
-        if critic_target not in CRITIC_TARGETS:
-            raise ValueError(f"agent.critic_target must be one of {list(CRITIC_TARGETS)}, got {critic_target!r}")
-        if not isinstance(normalize_observations, bool):
-            raise ValueError(f"agent.normalize_observations must be true or false, got {normalize_observations!r}")
-        self.gamma = _check_range("gamma", gamma, 0.0, 1.0)
-        self.target_update_rate = _check_range("target_update_rate", target_update_rate, 1e-8, 1.0)
-        self.entropy_coef = _check_range("entropy_coef", entropy_coef, 0.0, float("inf"))
-        self.max_grad_norm = _check_range("max_grad_norm", max_grad_norm, 1e-8, float("inf"))
-        if target_entropy_fraction is not None:
-            _check_range("target_entropy_fraction", target_entropy_fraction, 0.0, 1.0)
-            if not target_entropy_fraction < 1.0:
-                raise ValueError(
-                    "agent.target_entropy_fraction must be below 1 (the uniform policy's "
-                    f"entropy cannot be exceeded), got {target_entropy_fraction!r}"
-                )
-            if not self.entropy_coef > 0:
-                raise ValueError(
-                    "agent.entropy_coef is the starting value of the tuned α when "
-                    f"agent.target_entropy_fraction is set and must be > 0, got {entropy_coef!r}"
-                )
-        self.entropy_lr = _check_range("entropy_lr", entropy_lr, 1e-12, float("inf"))
-        self.actor_update_every = _check_whole("actor_update_every", actor_update_every, 1)
-        self.n_step = _check_whole("n_step", n_step, 1)
-        _check_whole("conv_channels", conv_channels, 1)
+        self.gamma = float(gamma)
+        self.target_update_rate = float(target_update_rate)
+        self.entropy_coef = float(entropy_coef)
+        self.max_grad_norm = float(max_grad_norm)
+        self.entropy_lr = float(entropy_lr)
+        self.actor_update_every = actor_update_every
+        self.n_step = n_step
         self.critic_target = critic_target
         self.selector = selector
         self._updates = 0
         obs_shape = as_shape(obs_shape)
 
         networks = {"encoder": encoder, "channels": conv_channels}
-        self.actor = Actor(obs_shape, num_actions, actor_settings.hidden_sizes, **networks)
-        _check_range("actor.init_scale", actor_settings.init_scale, 0.0, float("inf"))
-        self.actor.scale_initial_logits(actor_settings.init_scale)
-        _check_whole("critic.ensemble", critic_settings.ensemble, 1)
-        pessimism = _check_range("critic.pessimism", critic_settings.pessimism, -float("inf"), float("inf"))
-        self.critic = CRITICS[critic_settings.kind](
+        self.actor = Actor(obs_shape, num_actions, actor["hidden_sizes"], **networks)
+        self.actor.scale_initial_logits(actor["init_scale"])
+        self.critic = CRITICS[critic["kind"]](
             obs_shape,
             num_actions,
-            critic_settings.hidden_sizes,
-            ensemble=critic_settings.ensemble,
-            pessimism=pessimism,
+            critic["hidden_sizes"],
+            ensemble=critic["ensemble"],
+            pessimism=critic["pessimism"],
             **networks,
         )
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.normalizer = ObservationNormalizer(obs_shape) if normalize_observations else None
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=actor_settings.lr, fused=True)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=critic_settings.lr, fused=True)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=actor["lr"], fused=True)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=critic["lr"], fused=True)
         self._actor_params = list(self.actor.parameters())
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.target_critic.parameters())

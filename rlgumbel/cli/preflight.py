@@ -2,8 +2,8 @@
 
 Hydra reports a config-group option that does not exist, an unknown key or a bad launcher with a
 multi-line message and its own exit code. `check_command_line` composes the config the way
-`rlgumbel-train` would (each value of a sweep once) and turns the first composition error into
-one line naming the key.
+`rlgumbel-train` would (each value of a sweep once), checks it against the schema
+(rlgumbel/schema.py), and turns the first error into one line naming the key.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from rlgumbel.schema import ConfigError, unknown_key, validate
 
 
 def check_command_line(argv: list[str], config_dir: str, config_name: str) -> str | None:
@@ -43,11 +46,13 @@ def check_command_line(argv: list[str], config_dir: str, config_name: str) -> st
         warnings.simplefilter("ignore")  # Hydra warns again when it runs the command
         for job in jobs:
             try:
-                compose(config_name, overrides=job, return_hydra_config=True)
+                validate(compose(config_name, overrides=job, return_hydra_config=True))
             except MissingConfigException as error:
                 return _missing_option(error, job)
             except HydraException as error:
-                return f"error: {_first_line(str(error))}"
+                return f"error: {_composition_error(error)}"
+            except ConfigError as error:
+                return f"error: {error}"
     return None
 
 
@@ -85,6 +90,17 @@ def _missing_option(error: MissingConfigException, job: list[str]) -> str:
     return f"error: {_first_line(str(error))}"
 
 
+def _composition_error(error: HydraException) -> str:
+    """A wrong type in an override (`schedule.start=warm`) as `key: what is wrong`, else Hydra's sentence."""
+    cause = error.__cause__
+    full_key = getattr(cause, "full_key", None)
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and full_key:
+        return unknown_key(full_key, cause.object_type)
+    if isinstance(cause, OmegaConfBaseException) and full_key:
+        return f"{full_key}: {_first_line(str(cause))}"
+    return _first_line(str(error))
+
+
 def _first_line(message: str) -> str:
     """The sentence of a Hydra message, without its hints and search-path listing."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
@@ -92,7 +108,15 @@ def _first_line(message: str) -> str:
         line
         for line in lines
         if not line.startswith(
-            ("Set the environment", "full_key", "object_type", "Config search path", "provider=", "Available options")
+            (
+                "Set the environment",
+                "full_key",
+                "object_type",
+                "reference_type",
+                "Config search path",
+                "provider=",
+                "Available options",
+            )
         )
     ]
     return " ".join(kept[:2]) if kept else message.strip()

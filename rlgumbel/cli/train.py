@@ -16,12 +16,12 @@ from omegaconf import DictConfig
 
 from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint
 from rlgumbel.cli.preflight import check_command_line
-from rlgumbel.config import ConfigError, build_trainer, check_resumable, register_resolvers, resume_config
+from rlgumbel.config import ConfigError, build_trainer, check_resumable, register_with_hydra, resume_config
 from rlgumbel.configs import CONFIG_DIR
 from rlgumbel.layout import CHECKPOINT_DIR, FAILURE_FILE, HYDRA_DIR
 from rlgumbel.trainer import TrainingDiverged
 
-register_resolvers()
+register_with_hydra()
 
 
 class RunFailed(RuntimeError):
