@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch
 import yaml
 from hydra.errors import InstantiationException
@@ -13,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from rlgumbel import layout
+from rlgumbel.agents import ActorCritic
 from rlgumbel.buffer import ReplayBuffer
 from rlgumbel.envs import EnvConfigError, action_mask, env_shape, make_vector_env
 from rlgumbel.hparams import hparams
@@ -92,6 +94,22 @@ def build_temperature(cfg: DictConfig) -> Schedule:
     return schedule
 
 
+def build_envs(cfg: DictConfig, copies: int, env_id: str | None = None) -> gym.vector.VectorEnv:
+    """`copies` copies of the config's env (or of `env_id` with the config's env kwargs)."""
+    try:
+        return make_vector_env(env_id or cfg.env.id, copies, OmegaConf.to_container(cfg.env.kwargs, resolve=True))
+    except EnvConfigError as error:
+        raise ConfigError(str(error)) from None
+
+
+def build_agent(cfg: DictConfig, envs: gym.vector.VectorEnv) -> ActorCritic:
+    """The config's agent and selector for `envs`' spaces, its networks initialised from `cfg.seed`."""
+    selector = _instantiate("selector", cfg.selector)
+    shape = env_shape(envs)
+    torch.manual_seed(cfg.seed)  # network initialisation
+    return _instantiate("agent", cfg.agent, obs_shape=shape.obs_shape, num_actions=shape.num_actions, selector=selector)
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None) -> Trainer:
     """Validate `cfg` and build the trainer of one run; nothing is written until all is valid.
 
@@ -107,25 +125,17 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     settings: TrainerSettings = OmegaConf.to_object(cfg.trainer)
     env = cfg.env
     temperature = build_temperature(cfg)
-    selector = _instantiate("selector", cfg.selector)
+    envs = build_envs(cfg, env.num_envs)
+    eval_envs = build_envs(cfg, settings.eval_episodes)
+    shape = env_shape(envs)
+    agent = build_agent(cfg, envs)
     low, _ = temperature.bounds()
-    if low < selector.min_temperature:
+    if low < agent.selector.min_temperature:
         raise ConfigError(
             f"selector={option_name(cfg.selector._target_)} needs temperatures >= "
-            f"{selector.min_temperature}, but the schedule reaches {low} "
+            f"{agent.selector.min_temperature}, but the schedule reaches {low} "
             "(check schedule.start and schedule.end)"
         )
-    try:
-        kwargs = OmegaConf.to_container(env.kwargs, resolve=True)
-        envs = make_vector_env(env.id, env.num_envs, kwargs)
-        eval_envs = make_vector_env(env.id, settings.eval_episodes, kwargs)
-    except EnvConfigError as error:
-        raise ConfigError(str(error)) from None
-    shape = env_shape(envs)
-    torch.manual_seed(cfg.seed)  # network initialisation
-    agent = _instantiate(
-        "agent", cfg.agent, obs_shape=shape.obs_shape, num_actions=shape.num_actions, selector=selector
-    )
     _, info = envs.reset(seed=cfg.seed)  # does the env give action masks? (the trainer resets again)
     masked = action_mask(info, envs.num_envs, shape.num_actions) is not None
     buffer = ReplayBuffer(
@@ -160,7 +170,7 @@ def load_run_config(run_dir: Path) -> DictConfig:
     """The resolved config a run was started with (`<run_dir>/.hydra/config.yaml`)."""
     path = Path(run_dir) / layout.CONFIG_FILE
     if not path.is_file():
-        raise ConfigError(f"resume={run_dir}: no run there ({path} does not exist)")
+        raise ConfigError(f"{run_dir}: no run there ({path} does not exist)")
     return OmegaConf.load(path)
 
 
@@ -175,7 +185,10 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
     path = _resume_path(cfg.get("resume"))
     if path is None:
         return cfg, None
-    saved = load_run_config(Path(path))
+    try:
+        saved = load_run_config(Path(path))
+    except ConfigError as error:
+        raise ConfigError(f"resume={error}") from None
     for override in overrides:
         key, _, value = override.lstrip("+").partition("=")
         if key == "resume":

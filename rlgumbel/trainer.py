@@ -41,29 +41,41 @@ class Every:
         return after // self.period > before // self.period
 
 
+def eval_reset_seed(seed: int) -> int:
+    """The reset seed of a run's evaluations: the same start states at every evaluation."""
+    return seed + 1_000_000
+
+
 def evaluate(
-    agent: ActorCritic, envs: gym.vector.VectorEnv, greedy: bool, seed: int, generator: torch.Generator
-) -> np.ndarray:
+    agent: ActorCritic,
+    envs: gym.vector.VectorEnv,
+    greedy: bool,
+    seed: int,
+    generator: torch.Generator,
+    temperature: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """One episode in each copy of `envs`, actions from one batched forward pass per step.
 
     Args:
-        greedy: argmax of the logits if true, else a sample of `softmax(logits)`.
+        greedy: argmax of the logits if true, else a sample of `softmax(logits / temperature)`.
         seed: reset seed, so every evaluation of a run sees the same start states.
     Returns:
-        [num_envs] episode returns.
+        [num_envs] episode returns and [num_envs] episode lengths.
     """
     obs, info = envs.reset(seed=seed)
     num_actions = int(envs.single_action_space.n)
     returns = np.zeros(envs.num_envs)
+    lengths = np.zeros(envs.num_envs, dtype=np.int64)
     done = np.zeros(envs.num_envs, dtype=bool)
     while not done.all():
         mask = action_mask(info, envs.num_envs, num_actions)
         logits = agent.logits(torch.as_tensor(obs, dtype=torch.float32), mask)
-        action = logits.argmax(-1) if greedy else gumbel_max_sample(logits, generator)
+        action = logits.argmax(-1) if greedy else gumbel_max_sample(logits / temperature, generator)
         obs, reward, terminated, truncated, info = envs.step(action.numpy())
         returns += np.where(done, 0.0, reward)
+        lengths += ~done
         done |= terminated | truncated
-    return returns
+    return returns, lengths
 
 
 class Trainer:
@@ -264,9 +276,9 @@ class Trainer:
         self.logger.scalars(metrics, self.step)
 
     def _evaluate(self) -> None:
-        eval_seed = self.seed + 1_000_000
-        greedy = evaluate(self.agent, self.eval_envs, True, eval_seed, self.eval_generator).mean()
-        sampled = evaluate(self.agent, self.eval_envs, False, eval_seed, self.eval_generator).mean()
+        eval_seed = eval_reset_seed(self.seed)
+        greedy = evaluate(self.agent, self.eval_envs, True, eval_seed, self.eval_generator)[0].mean()
+        sampled = evaluate(self.agent, self.eval_envs, False, eval_seed, self.eval_generator)[0].mean()
         self.evaluations.append((self.step, float(greedy), float(sampled)))
         if self.first_solved_step is None and self.solved_return is not None and greedy >= self.solved_return:
             self.first_solved_step = self.step

@@ -104,3 +104,19 @@ def test_the_own_config_example_trains_with_the_users_preset(cli, tmp_path: Path
     saved = OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml")
     assert saved.env.id == "CartPole-v1" and saved.env.solved_return == 475
     assert "cartpole_long" in (tmp_path / "run" / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_evaluate_commands_run_on_a_trained_run(cli, capsys, tmp_path: Path):
+    from rlgumbel.cli.evaluate import main as evaluate_main
+
+    run_dir = tmp_path / "run"
+    code, _, err = cli(*TINY, "trainer.checkpoint_every=100", f"hydra.run.dir={run_dir}")
+    assert code == 0, err
+    commands = _commands("rlgumbel-evaluate")
+    assert len(commands) == 2
+    for arguments in commands:
+        arguments = [str(run_dir) if a.startswith("runs/") else a for a in arguments]
+        # the README's checkpoint is at env step 20000; this tiny run's newest is at 400
+        arguments = ["400" if a == "20000" else a for a in arguments]
+        assert evaluate_main(arguments) == 0
+        assert "| greedy |" in capsys.readouterr().out
