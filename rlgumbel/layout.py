@@ -6,6 +6,7 @@ CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"  # the resolved config the run was star
 TB_DIR = "tb"  # the event files
 CHECKPOINT_DIR = "checkpoints"
 FAILURE_FILE = "error.txt"  # written by rlgumbel-train into the folder of a run that failed
+SUMMARY_FILE = "summary.json"  # final, best and mean evaluations of a run that ended (Trainer.summary)
 EVALUATION_FILE = "evaluation.json"  # written by rlgumbel-evaluate
 
 # Scalar tags the trainer writes and other modules read.

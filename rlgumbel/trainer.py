@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import sys
@@ -187,7 +188,9 @@ class Trainer:
             self.logger.close(status)
         if self._failure:
             raise TrainingDiverged(self._failure)
-        return self.summary()
+        summary = self.summary()
+        (self.run_dir / layout.SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop_signal = signum
@@ -339,14 +342,18 @@ class Trainer:
         restore_vector_env_state(self.envs, state["envs"])
 
     def summary(self) -> dict[str, Any]:
-        """Final and best evaluation, first solved step, env steps and wall time."""
+        """Final, best and mean evaluation, first solved step, env steps and wall time. The mean
+        of the greedy evaluations (the area under the learning curve over its length) is what a
+        hyperparameter search maximises: it rewards learning early and staying there."""
         final = self.evaluations[-1] if self.evaluations else (self.step, math.nan, math.nan)
+        greedy = [e[1] for e in self.evaluations]
         return {
             "steps": self.step,
             "wall_seconds": self.wall_seconds,
             "final_eval_return_greedy": final[1],
             "final_eval_return_sampled": final[2],
-            "best_eval_return_greedy": max((e[1] for e in self.evaluations), default=math.nan),
+            "best_eval_return_greedy": max(greedy, default=math.nan),
+            "mean_eval_return_greedy": sum(greedy) / len(greedy) if greedy else math.nan,
             "first_solved_step": self.first_solved_step,
             "interrupted": self._stop_signal is not None,
         }

@@ -99,14 +99,17 @@ def test_unknown_group_option_names_the_allowed_ones(run_cli, tmp_path: Path):
         (
             ["+experiment=nosuch"],
             "error: experiment=nosuch is not an option of experiment; allowed: annealing, "
-            "compare_selectors, temperature_sweep",
+            "compare_selectors, temperature_sweep, tune_acrobot",
         ),
         (
             ["hydra/launcher=nosuch"],
             "error: hydra/launcher=nosuch is not an option of hydra/launcher; allowed: "
             "basic, joblib, slurm, submitit_local, submitit_slurm",
         ),
-        (["hydra/sweeper=nosuch"], "error: hydra/sweeper=nosuch is not an option of hydra/sweeper; allowed: basic"),
+        (
+            ["hydra/sweeper=nosuch"],
+            "error: hydra/sweeper=nosuch is not an option of hydra/sweeper; allowed: basic, optuna",
+        ),
         (
             ["trainer.nosuch=1"],
             "error: trainer.nosuch is not a key of trainer; its keys: "

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint
 from rlgumbel.cli.preflight import check_command_line
+from rlgumbel.cli.sweep_progress import print_sweep_summary
 from rlgumbel.config import ConfigError, build_trainer, check_resumable, register_with_hydra, resume_config
 from rlgumbel.configs import CONFIG_DIR
 from rlgumbel.layout import CHECKPOINT_DIR, FAILURE_FILE, HYDRA_DIR
@@ -33,7 +34,8 @@ def _summary_lines(summary: dict, run_dir: Path) -> list[str]:
     return [
         f"env steps: {summary['steps']}   wall: {summary['wall_seconds']:.1f} s",
         f"final eval return: greedy {summary['final_eval_return_greedy']:.1f}, "
-        f"sampled {summary['final_eval_return_sampled']:.1f}   best greedy {summary['best_eval_return_greedy']:.1f}",
+        f"sampled {summary['final_eval_return_sampled']:.1f}   best greedy {summary['best_eval_return_greedy']:.1f}   "
+        f"mean greedy {summary['mean_eval_return_greedy']:.1f}",
         f"first solved at env step: {solved if solved is not None else 'not solved'}",
         f"tensorboard --logdir {run_dir}",
         f"run: {run_dir}",
@@ -51,8 +53,9 @@ def _load_checkpoint(run_dir: Path) -> dict:
     return checkpoint
 
 
-def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> int:
-    """Train one run in `run_dir`, or continue one (`resume=`); returns the exit code.
+def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> tuple[int, dict]:
+    """Train one run in `run_dir`, or continue one (`resume=`); returns the exit code and the
+    run's summary.
 
     Args:
         cfg: the composed config.
@@ -74,8 +77,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> int:
             f"rlgumbel-train resume={run_dir}",
             sys.stderr,
         )
-        return 128 + trainer.interrupted_by
-    return 0
+        return 128 + trainer.interrupted_by, summary
+    return 0, summary
 
 
 def _say(text: str, stream) -> None:
@@ -100,12 +103,14 @@ def _record_failure(run_dir: Path, text: str) -> None:
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float:
+    """Train the job's run; returns the mean of its greedy evaluations, the objective a sweeper
+    such as `hydra/sweeper=optuna` maximises."""
     hydra_config = HydraConfig.get()
     run_dir = Path(hydra_config.runtime.output_dir)
     in_sweep = hydra_config.mode == RunMode.MULTIRUN
     try:
-        code = train(cfg, run_dir, list(hydra_config.overrides.task))
+        code, summary = train(cfg, run_dir, list(hydra_config.overrides.task))
     except ConfigError as error:
         message = f"error: {error}"
         print(message, file=sys.stderr)
@@ -126,6 +131,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise
     if code:
         sys.exit(code)
+    return summary["mean_eval_return_greedy"]
 
 
 def main() -> None:
@@ -134,7 +140,10 @@ def main() -> None:
     if message:
         print(message, file=sys.stderr)
         sys.exit(2)
-    _hydra_main()
+    try:
+        _hydra_main()
+    finally:
+        print_sweep_summary()
 
 
 if __name__ == "__main__":
