@@ -23,6 +23,7 @@ from rlgumbel.names import option_name, run_name
 from rlgumbel.schedules import Schedule
 from rlgumbel.schema import ConfigError, TrainerSettings, register_schema, validate
 from rlgumbel.trainer import Trainer
+from rlgumbel.video import RENDER_KWARGS
 
 
 def register_with_hydra() -> None:
@@ -94,10 +95,12 @@ def build_temperature(cfg: DictConfig) -> Schedule:
     return schedule
 
 
-def build_envs(cfg: DictConfig, copies: int, env_id: str | None = None) -> gym.vector.VectorEnv:
-    """`copies` copies of the config's env (or of `env_id` with the config's env kwargs)."""
+def build_envs(cfg: DictConfig, copies: int, env_id: str | None = None, render: bool = False) -> gym.vector.VectorEnv:
+    """`copies` copies of the config's env (or of `env_id` with the config's env kwargs), rendering
+    `rgb_array` frames if `render`."""
+    kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True) | (RENDER_KWARGS if render else {})
     try:
-        return make_vector_env(env_id or cfg.env.id, copies, OmegaConf.to_container(cfg.env.kwargs, resolve=True))
+        return make_vector_env(env_id or cfg.env.id, copies, kwargs)
     except EnvConfigError as error:
         raise ConfigError(str(error)) from None
 
@@ -160,6 +163,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
         cfg.seed,
         solved_return=None if solved is None or math.isnan(solved) else float(solved),
         config=OmegaConf.to_container(cfg, resolve=True),
+        video_envs=build_envs(cfg, 1, render=True) if settings.video_every else None,
     )
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)

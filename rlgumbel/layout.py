@@ -8,6 +8,7 @@ CHECKPOINT_DIR = "checkpoints"
 FAILURE_FILE = "error.txt"  # written by rlgumbel-train into the folder of a run that failed
 SUMMARY_FILE = "summary.json"  # final, best and mean evaluations of a run that ended (Trainer.summary)
 EVALUATION_FILE = "evaluation.json"  # written by rlgumbel-evaluate
+VIDEO_DIR = "videos"  # mp4 files of rlgumbel-evaluate --video
 
 # Scalar tags the trainer writes and other modules read.
 EVAL_RETURN_GREEDY = "charts/eval_return_greedy"
@@ -17,6 +18,7 @@ TEMPERATURE = "policy/temperature"
 EPSILON = "policy/epsilon"
 ENTROPY = "policy/entropy"
 WALL_SECONDS = "perf/wall_seconds"
+EVAL_VIDEO = "videos/eval_greedy"  # an image summary holding an animated GIF
 
 # Config keys that say how a run is started and displayed, never what it computes.
 _BOOKKEEPING_KEYS = frozenset({"resume", "trainer.progress"})

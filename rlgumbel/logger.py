@@ -92,6 +92,11 @@ class Logger:
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, float(value), step)
 
+    def video(self, tag: str, gif: bytes, height: int, width: int, step: int) -> None:
+        """An animated GIF (`rlgumbel.video.gif_bytes`) under `tag`, shown in the Images dashboard."""
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+        self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
     def flush(self) -> None:
         self.writer.flush()
 

@@ -255,6 +255,9 @@ class TrainerSettings:
     progress: bool = True  # progress bar (shown only on a terminal)
     # a NaN/inf loss stops the run (its last good state checkpointed); false: skip the batch, count it
     strict: bool = True
+    # env steps between videos of one greedy evaluation episode (TensorBoard's Images dashboard
+    # plays them, as GIFs); null: no videos
+    video_every: int | None = key(None, gt=0)
     diagnostics: bool = False  # log the actor gradient's bias/variance vs the exact one under estimator/
     diagnostics_every: int = key(5000, gt=0)  # steps between diagnostics (when on)
     diagnostics_samples: int = key(32, ge=2)  # independent gradient estimates per diagnostic

@@ -26,6 +26,7 @@ from rlgumbel.logger import Logger
 from rlgumbel.schedules import Schedule
 from rlgumbel.schema import TrainerSettings
 from rlgumbel.selectors import gumbel_max_sample
+from rlgumbel.video import gif_bytes, record_episode, render_fps
 
 
 class TrainingDiverged(ArithmeticError):
@@ -94,6 +95,7 @@ class Trainer:
         solved_return: greedy eval return that counts as solving the env (for the summary).
         config: the run's resolved config as a plain dict, stored in checkpoints so that a
             resume can tell whether it continues the same experiment.
+        video_envs: one copy of the env rendering `rgb_array`, for `settings.video_every`.
     """
 
     def __init__(
@@ -109,8 +111,9 @@ class Trainer:
         seed: int,
         solved_return: float | None = None,
         config: dict[str, Any] | None = None,
+        video_envs: gym.vector.VectorEnv | None = None,
     ) -> None:
-        self.settings, self.envs, self.eval_envs = settings, envs, eval_envs
+        self.settings, self.envs, self.eval_envs, self.video_envs = settings, envs, eval_envs, video_envs
         self.agent, self.temperature, self.buffer, self.logger = agent, temperature, buffer, logger
         self.run_dir, self.seed, self.solved_return = run_dir, seed, solved_return
         self.config = config or {}
@@ -149,6 +152,7 @@ class Trainer:
             Every(s.checkpoint_every),
             Every(s.diagnostics_every),
         )
+        film_now = Every(s.video_every) if s.video_every and self.video_envs is not None else None
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         started, started_step = time.perf_counter(), self.step
         bar = tqdm(
@@ -173,6 +177,8 @@ class Trainer:
                 if evaluate_now(before, self.step) or self.step >= s.total_steps:
                     self._evaluate()
                     bar.set_postfix(eval_greedy=f"{self.evaluations[-1][1]:.1f}")
+                if film_now is not None and film_now(before, self.step):
+                    self._video()
                 if log_now(before, self.step):
                     self._log(started, started_step)
                 if checkpoint_now(before, self.step):
@@ -286,6 +292,12 @@ class Trainer:
         if self.first_solved_step is None and self.solved_return is not None and greedy >= self.solved_return:
             self.first_solved_step = self.step
         self.logger.scalars({layout.EVAL_RETURN_GREEDY: greedy, layout.EVAL_RETURN_SAMPLED: sampled}, self.step)
+
+    def _video(self) -> None:
+        """A greedy episode from the evaluations' first start state, to TensorBoard as a GIF."""
+        frames, _ = record_episode(self.agent, self.video_envs, eval_reset_seed(self.seed), True, self.eval_generator)
+        height, width = frames[0].shape[:2]
+        self.logger.video(layout.EVAL_VIDEO, gif_bytes(frames, render_fps(self.video_envs)), height, width, self.step)
 
     def _log(self, started: float, started_step: int) -> None:
         elapsed = time.perf_counter() - started

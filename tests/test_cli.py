@@ -115,7 +115,7 @@ def test_unknown_group_option_names_the_allowed_ones(run_cli, tmp_path: Path):
             "error: trainer.nosuch is not a key of trainer; its keys: "
             "['total_steps', 'learning_starts', 'update_every', 'updates_per_round', 'batch_size', 'buffer_size', "
             "'eval_every', 'eval_episodes', 'log_every', 'checkpoint_every', 'keep_checkpoints', 'progress', "
-            "'strict', 'diagnostics', 'diagnostics_every', 'diagnostics_samples']",
+            "'strict', 'video_every', 'diagnostics', 'diagnostics_every', 'diagnostics_samples']",
         ),
         (
             ["device=cuda"],

@@ -10,13 +10,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from rlgumbel import layout
+from rlgumbel.agents import ActorCritic
 from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint
 from rlgumbel.config import ConfigError, build_agent, build_envs, load_run_config
 from rlgumbel.envs import env_shape
 from rlgumbel.schema import validate
 from rlgumbel.trainer import eval_reset_seed, evaluate
+from rlgumbel.video import record_episode, render_fps, write_mp4
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,6 +38,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=None, help="reset seed (default: the run's evaluation seed)")
     parser.add_argument("--env-id", default=None, help="evaluate on this Gymnasium id (same spaces as the run's env)")
+    parser.add_argument(
+        "--video",
+        action="store_true",
+        help=f"also record each policy's first episode as <run dir>/{layout.VIDEO_DIR}/step<k>_<policy>.mp4",
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help=f"JSON file (default: <run dir>/{layout.EVALUATION_FILE})"
     )
@@ -106,6 +114,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results = {
         name: statistics(*evaluate(agent, envs, greedy, seed, generator, t)) for name, (greedy, t) in policies.items()
     }
+    videos = record_videos(cfg, agent, args, checkpoint["step"], policies, seed) if args.video else {}
     return {
         "run": str(args.run_dir),
         "checkpoint": str(path),
@@ -114,7 +123,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "episodes": args.episodes,
         "seed": seed,
         "policies": results,
+        "videos": videos,
     }
+
+
+def record_videos(
+    cfg: DictConfig, agent: ActorCritic, args: argparse.Namespace, step: int, policies: dict, seed: int
+) -> dict[str, dict[str, Any]]:
+    """One mp4 per policy of its episode from the first start state; their paths, frames and returns."""
+    envs = build_envs(cfg, 1, args.env_id, render=True)
+    generator = torch.Generator().manual_seed(seed)
+    videos = {}
+    for name, (greedy, temperature) in policies.items():
+        frames, total = record_episode(agent, envs, seed, greedy, generator, temperature)
+        path = args.run_dir / layout.VIDEO_DIR / f"step{step}_{name.replace(' ', '_').replace('=', '')}.mp4"
+        write_mp4(frames, path, render_fps(envs))
+        videos[name] = {"path": str(path), "frames": len(frames), "return": total}
+    return videos
 
 
 def table(evaluation: dict[str, Any]) -> str:
@@ -142,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.run_dir / layout.EVALUATION_FILE
     out.write_text(json.dumps(evaluation, indent=2) + "\n")
     print(table(evaluation))
+    for name, video in evaluation["videos"].items():
+        print(f"video of {name}: {video['path']} ({video['frames']} frames, return {video['return']:.1f})")
     print(f"\nwritten: {out}")
     return 0
 

@@ -1,0 +1,69 @@
+"""Episode videos: the frames of one episode of the agent, as an mp4 file (moviepy) or a GIF (Pillow)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from PIL import Image
+
+from rlgumbel.agents import ActorCritic
+from rlgumbel.envs import action_mask
+from rlgumbel.selectors import gumbel_max_sample
+
+# pygame (the classic-control and Box2D renderers) draws off-screen; without a display it would
+# warn about one on every render
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+RENDER_KWARGS = {"render_mode": "rgb_array"}
+
+
+def record_episode(
+    agent: ActorCritic,
+    envs: gym.vector.VectorEnv,
+    seed: int,
+    greedy: bool,
+    generator: torch.Generator,
+    temperature: float = 1.0,
+) -> tuple[list[np.ndarray], float]:
+    """The frames ([H, W, 3] uint8, the start state's first: episode length + 1 of them) and the
+    return of one episode in the only copy of `envs`, which renders `rgb_array` (`RENDER_KWARGS`);
+    actions as in `rlgumbel.trainer.evaluate`."""
+    obs, info = envs.reset(seed=seed)
+    frames, total = [envs.render()[0]], 0.0
+    num_actions = int(envs.single_action_space.n)
+    while True:
+        logits = agent.logits(torch.as_tensor(obs, dtype=torch.float32), action_mask(info, 1, num_actions))
+        action = logits.argmax(-1) if greedy else gumbel_max_sample(logits / temperature, generator)
+        obs, reward, terminated, truncated, info = envs.step(action.numpy())
+        total += float(reward[0])
+        frames.append(envs.render()[0])  # the copy resets only on the next step: this shows where it ended
+        if terminated[0] or truncated[0]:
+            return frames, total
+
+
+def write_mp4(frames: list[np.ndarray], path: Path, fps: float) -> Path:
+    """`frames` as an H.264 mp4 at `fps` frames per second."""
+    from moviepy.video.io.ImageSequenceClip import ImageSequenceClip  # slow to import: only here
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ImageSequenceClip(list(frames), fps=fps).write_videofile(str(path), logger=None, audio=False)
+    return path
+
+
+def gif_bytes(frames: list[np.ndarray], fps: float) -> bytes:
+    """`frames` as an animated GIF (what TensorBoard's Images dashboard plays)."""
+    images = [Image.fromarray(frame) for frame in frames]
+    buffer = io.BytesIO()
+    duration_ms = round(1000 / fps)
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return buffer.getvalue()
+
+
+def render_fps(envs: gym.vector.VectorEnv) -> float:
+    """The env's own frame rate (`metadata["render_fps"]`), 30 if it states none."""
+    return float(envs.metadata.get("render_fps") or 30)
