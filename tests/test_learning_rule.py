@@ -278,3 +278,53 @@ def test_cnn_agent_updates_on_image_observations(make_agent):
         make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), encoder="cnn")
     with pytest.raises(ValueError, match="agent.encoder must be one of"):
         make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), encoder="rnn")
+
+
+# --------------------------------------------------------------------------------------------
+# Randomness and masks reach every part of an update
+
+
+def _random_batch(size: int = 16, mask: torch.Tensor | None = None) -> Batch:
+    generator = torch.Generator().manual_seed(3)
+    return Batch(
+        obs=torch.randn(size, OBS_DIM, generator=generator),
+        action=torch.randint(ACTIONS, (size,), generator=generator),
+        reward=torch.randn(size, 1, generator=generator),
+        next_obs=torch.randn(size, OBS_DIM, generator=generator),
+        terminated=torch.zeros(size),
+        steps=torch.ones(size, dtype=torch.int64),
+        mask=mask,
+        next_mask=mask,
+    )
+
+
+@pytest.mark.parametrize("option", ["gumbel_softmax", "sample", "gumbel_rao", "straight_through", "argmax"])
+def test_an_update_draws_only_from_the_generator_it_is_given(option, make_agent, compose_config):
+    # Two identical agents, two generators in the same state, and the global generator in
+    # different states: any draw from the global one (a generator dropped on the way to the
+    # critic target or the actor step) makes the updates differ.
+    selector = instantiate(compose_config(f"selector={option}").selector, _convert_="all")
+    results = []
+    for global_seed in (11, 12):
+        agent = make_agent(OBS_DIM, ACTIONS, selector, actor_update_every=1, critic_target="sampled")
+        torch.manual_seed(global_seed)
+        generator = torch.Generator().manual_seed(5)
+        for _ in range(3):
+            agent.update(_random_batch(), 0.5, generator)
+        results.append(
+            torch.cat([p.detach().flatten() for p in [*agent.actor.parameters(), *agent.critic.parameters()]])
+        )
+    assert torch.equal(results[0], results[1])
+
+
+def test_the_actor_step_keeps_to_the_allowed_actions(make_agent):
+    # Only action 0 is allowed in every state: the policy is certain, its entropy 0, and the
+    # actor's gradient is zero however the critic values the masked actions.
+    agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), actor_update_every=1)
+    set_critic_values(agent.critic, torch.tensor([[0.0, 9.0, 9.0], [0.0, 9.0, 9.0]]))
+    mask = torch.zeros(16, ACTIONS, dtype=torch.bool)
+    mask[:, 0] = True
+    before = [p.detach().clone() for p in agent.actor.parameters()]
+    metrics = agent.update(_random_batch(mask=mask), 1.0, torch.Generator().manual_seed(0))
+    assert float(metrics["policy/entropy"]) == 0.0 and float(metrics["policy/grad_norm"]) == 0.0
+    assert all(torch.equal(b, p) for b, p in zip(before, agent.actor.parameters()))
