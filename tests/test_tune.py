@@ -121,3 +121,20 @@ def test_a_failed_trial_is_a_failure_of_the_trial_not_of_the_study(cli, tmp_path
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_params"] == {"schedule.start": 1.0}
     assert results["best_value"] == pytest.approx(max(s["mean_eval_return_greedy"] for s in finished.values()))
+
+
+def test_a_study_in_a_database_is_extended_by_running_the_command_again(cli, tmp_path: Path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    command = ["-m", "+experiment=tune_acrobot", "env=cartpole", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1"]
+    for attempt in range(2):
+        # a seeded sampler would propose the same first points again: each command has its own seed
+        seed = f"hydra.sweeper.sampler.seed={attempt}"
+        sweep = f"hydra.sweep.dir={tmp_path / str(attempt)}"
+        code, _, err = cli(*command, seed, f"hydra.sweeper.storage={storage}", *TINY, sweep)
+        assert code == 0, err
+    trials = optuna.load_study(study_name="tune_acrobot", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    # the second command's trials are new points
+    assert len({t.params["agent.actor.lr"] for t in trials}) == 4
