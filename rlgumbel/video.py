@@ -34,16 +34,28 @@ def record_episode(
     return of one episode in the only copy of `envs`, which renders `rgb_array` (`RENDER_KWARGS`);
     actions as in `rlgumbel.trainer.evaluate`."""
     obs, info = envs.reset(seed=seed)
-    frames, total = [envs.render()[0]], 0.0
+    frames, total = [video_frame(envs.render()[0])], 0.0
     num_actions = int(envs.single_action_space.n)
     while True:
         logits = agent.logits(torch.as_tensor(obs, dtype=torch.float32), action_mask(info, 1, num_actions))
         action = logits.argmax(-1) if greedy else gumbel_max_sample(logits / temperature, generator)
         obs, reward, terminated, truncated, info = envs.step(action.numpy())
         total += float(reward[0])
-        frames.append(envs.render()[0])  # the copy resets only on the next step: this shows where it ended
+        frames.append(video_frame(envs.render()[0]))  # the copy resets only on the next step: this shows where it ended
         if terminated[0] or truncated[0]:
             return frames, total
+
+
+MIN_SIDE = 160  # pixels: smaller renders (MinAtar's 10x10) are enlarged by whole-number factors
+
+
+def video_frame(frame: np.ndarray) -> np.ndarray:
+    """A rendered frame as [H, W, 3] uint8 of at least `MIN_SIDE` pixels a side: float renders
+    (values in [0, 1], as MinAtar's) are scaled to 0-255, small ones repeated pixel by pixel."""
+    if frame.dtype != np.uint8:
+        frame = (np.clip(frame, 0.0, 1.0) * 255).round().astype(np.uint8)
+    factor = -(-MIN_SIDE // min(frame.shape[:2]))
+    return frame.repeat(factor, 0).repeat(factor, 1) if factor > 1 else frame
 
 
 def write_mp4(frames: list[np.ndarray], path: Path, fps: float) -> Path:

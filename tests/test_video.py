@@ -85,3 +85,17 @@ def test_no_videos_unless_asked(tmp_path: Path):
         cwd=tmp_path,
     )
     assert _gifs(run_dir) == [] and not (run_dir / layout.VIDEO_DIR).exists()
+
+
+def test_minatar_renders_become_uint8_frames_large_enough_to_watch(make_agent):
+    from rlgumbel.envs import env_shape, make_vector_env
+    from rlgumbel.selectors import GumbelSoftmaxSelector
+    from rlgumbel.video import RENDER_KWARGS, record_episode
+
+    envs = make_vector_env("MinAtar/Breakout-v1", 1, {"max_episode_steps": 30, **RENDER_KWARGS})
+    shape = env_shape(envs)
+    agent = make_agent(shape.obs_shape, shape.num_actions, GumbelSoftmaxSelector(hard=False), encoder="cnn")
+    frames, _ = record_episode(agent, envs, 0, True, None)
+    assert 2 <= len(frames) <= 31
+    assert all(f.dtype == "uint8" and f.shape == (160, 160, 3) for f in frames)  # 10x10 cells, 16 pixels each
+    assert len({f.tobytes() for f in frames}) > 1  # the ball moves
