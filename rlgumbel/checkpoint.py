@@ -18,12 +18,16 @@ def checkpoint_path(directory: Path, step: int) -> Path:
     return directory / f"step_{step:012d}.pt"
 
 
+def checkpoint_step(path: Path) -> int:
+    """The env step a checkpoint file was written at (`step_000000020000.pt` → 20000)."""
+    return int(_NAME.match(path.name).group(1))
+
+
 def list_checkpoints(directory: Path) -> list[Path]:
     """The checkpoints in `directory`, oldest first."""
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name))]
-    return [p for _, p in sorted(found)]
+    return sorted((p for p in directory.iterdir() if _NAME.match(p.name)), key=checkpoint_step)
 
 
 def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int = 3) -> Path:

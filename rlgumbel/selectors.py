@@ -119,6 +119,11 @@ def gumbel_noise(
     return _log_exponential(shape, generator, _work_dtype(dtype), device).neg_().to(dtype)
 
 
+def policy_action(logits: Tensor, greedy: bool, temperature: float, generator: torch.Generator | None) -> Tensor:
+    """An evaluation's action [B]: the argmax of the logits, or a sample of `softmax(logits / temperature)`."""
+    return logits.argmax(-1) if greedy else gumbel_max_sample(logits / temperature, generator)
+
+
 def perturbed_logits(logits: Tensor, generator: torch.Generator | None) -> Tensor:
     """`logits + g`, g standard Gumbel, in float32 (float64 for float64 logits).
 

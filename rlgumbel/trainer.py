@@ -25,7 +25,7 @@ from rlgumbel.envs import action_mask, restore_vector_env_state, vector_env_stat
 from rlgumbel.logger import Logger
 from rlgumbel.schedules import Schedule
 from rlgumbel.schema import TrainerSettings
-from rlgumbel.selectors import gumbel_max_sample
+from rlgumbel.selectors import gumbel_max_sample, policy_action
 from rlgumbel.video import gif_bytes, record_episode, render_fps
 
 
@@ -72,7 +72,7 @@ def evaluate(
     while not done.all():
         mask = action_mask(info, envs.num_envs, num_actions)
         logits = agent.logits(torch.as_tensor(obs, dtype=torch.float32), mask)
-        action = logits.argmax(-1) if greedy else gumbel_max_sample(logits / temperature, generator)
+        action = policy_action(logits, greedy, temperature, generator)
         obs, reward, terminated, truncated, info = envs.step(action.numpy())
         returns += np.where(done, 0.0, reward)
         lengths += ~done

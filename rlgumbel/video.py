@@ -13,7 +13,7 @@ from PIL import Image
 
 from rlgumbel.agents import ActorCritic
 from rlgumbel.envs import action_mask
-from rlgumbel.selectors import gumbel_max_sample
+from rlgumbel.selectors import policy_action
 
 # pygame (the classic-control and Box2D renderers) draws off-screen; without a display it would
 # warn about one on every render
@@ -38,7 +38,7 @@ def record_episode(
     num_actions = int(envs.single_action_space.n)
     while True:
         logits = agent.logits(torch.as_tensor(obs, dtype=torch.float32), action_mask(info, 1, num_actions))
-        action = logits.argmax(-1) if greedy else gumbel_max_sample(logits / temperature, generator)
+        action = policy_action(logits, greedy, temperature, generator)
         obs, reward, terminated, truncated, info = envs.step(action.numpy())
         total += float(reward[0])
         frames.append(video_frame(envs.render()[0]))  # the copy resets only on the next step: this shows where it ended

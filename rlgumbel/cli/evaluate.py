@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from rlgumbel import layout
 from rlgumbel.agents import ActorCritic
-from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint
+from rlgumbel.checkpoint import checkpoint_path, checkpoint_step, list_checkpoints, load_latest_checkpoint
 from rlgumbel.config import ConfigError, build_agent, build_envs, load_run_config
 from rlgumbel.envs import env_shape
 from rlgumbel.schema import validate
@@ -65,11 +65,9 @@ def load_checkpoint(run_dir: Path, choice: str | None) -> tuple[dict[str, Any], 
         for note in notes:
             print(f"warning: {note}", file=sys.stderr)
         return checkpoint, path
-    path = Path(choice)
-    if choice.isdigit():
-        path = next((p for p in list_checkpoints(directory) if int(p.stem.rpartition("_")[2]) == int(choice)), path)
+    path = checkpoint_path(directory, int(choice)) if choice.isdigit() else Path(choice)
     if not path.is_file():
-        steps = [int(p.stem.rpartition("_")[2]) for p in list_checkpoints(directory)]
+        steps = [checkpoint_step(p) for p in list_checkpoints(directory)]
         raise ConfigError(f"--checkpoint {choice}: no such checkpoint; the run has env steps {steps}")
     try:
         return torch.load(path, map_location="cpu", weights_only=False), path
@@ -95,8 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     checkpoint, path = load_checkpoint(args.run_dir, args.checkpoint)
     torch.set_num_threads(cfg.num_threads)
     envs = build_envs(cfg, args.episodes, args.env_id)
-    trained_on = build_envs(cfg, 1)
-    if env_shape(envs) != env_shape(trained_on):
+    if args.env_id is not None and env_shape(envs) != env_shape(trained_on := build_envs(cfg, 1)):
         raise ConfigError(
             f"--env-id {args.env_id}: its spaces {env_shape(envs)} differ from those the agent was trained on "
             f"({cfg.env.id}: {env_shape(trained_on)})"
