@@ -424,12 +424,12 @@ class GumbelRaoSelector(ActionSelector):
             # The K conditional draws only shape the backward pass: skip them when there is
             # none (rollouts, critic targets). The forward value is the same one-hot.
             return Selection(logits, hard, env_action=env_action)
-        work = logits if logits.dtype in _TINY else logits.float()
-        perturbed = conditional_perturbed_logits(work, env_action, self.samples, generator)
+        # The draws come in float32 for half-precision logits, and so does the relaxed sample.
+        perturbed = conditional_perturbed_logits(logits, env_action, self.samples, generator)
         # The noise g_k = z_k − θ, held fixed; 0 at masked actions, where z − θ is −inf − (−inf).
-        masked = torch.isneginf(work.detach())
-        noise = torch.where(masked, 0.0, perturbed - work.detach())
-        relaxed = tempered_softmax(work + noise, temperature).mean(0).to(logits.dtype)
+        masked = torch.isneginf(logits.detach())
+        noise = torch.where(masked, 0.0, perturbed - logits.detach())
+        relaxed = tempered_softmax(logits + noise, temperature).mean(0).to(logits.dtype)
         return Selection(logits, straight_through(hard, relaxed), env_action=env_action)
 
 

@@ -506,6 +506,31 @@ def test_sampling_is_shift_invariant_at_large_offsets(dtype, offset, make_genera
     assert_categorical(gumbel_max_sample(logits, make_generator(0)), torch.tensor([0.5, 0.5]))
 
 
+# Upstream gradients 128, 129, 130 are exact in both half dtypes, and u − π·u cancels to O(1):
+# computed in bfloat16 (8 significant bits) π·u would be rounded by up to 0.5, so gradients of
+# order 0.1 would be wrong in their leading digit. Computed in float32 and rounded once, each
+# is the float32 gradient to the last bit of the half dtype.
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize(
+    "make_selector",
+    [lambda: GumbelRaoSelector(samples=4), ReinmaxSelector],
+    ids=["gumbel_rao", "reinmax"],
+)
+def test_half_precision_gradient_is_the_float32_gradient_rounded_once(make_selector, dtype, make_generator):
+    logits = [[0.5, -0.25, 1.0], [2.0, 0.0, -1.0]]
+    upstream = [128.0, 129.0, 130.0]
+
+    def gradient(dtype: torch.dtype) -> torch.Tensor:
+        leaf = torch.tensor(logits, dtype=dtype, requires_grad=True)
+        selection = make_selector().select(leaf, 1.5, make_generator(3))
+        (selection.action * torch.tensor(upstream, dtype=dtype)).sum().backward()
+        return leaf.grad
+
+    expected = gradient(torch.float32)
+    assert expected.abs().max() > 0.1  # the cancellation leaves gradients of order 0.1, not zeros
+    assert torch.equal(gradient(dtype), expected.to(dtype))
+
+
 # --------------------------------------------------------------------------------------------
 # Policy statistics
 
