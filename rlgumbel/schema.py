@@ -201,6 +201,8 @@ class ActorCriticConfig:
     # al. 2018). Tuning (0.3, 0.5) gave no gain over α = 0 here
     target_entropy_fraction: float | None = key(None, ge=0.0, lt=1.0)
     entropy_lr: float = key(3.0e-4, gt=0.0)  # Adam learning rate of log α (only when tuned)
+    # true: α·H(π(·|s')) joins the critic target (soft values); false: α regularises the actor only
+    entropy_backup: bool = True
     # one actor (and α) step per this many critic steps (TD3-style delay): at actor lr 1e-4, 4
     # solved 3/3 seeds within 30k steps, 1 solved 0/2; also cheaper
     actor_update_every: int = key(4, ge=1)

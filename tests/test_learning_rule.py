@@ -115,6 +115,13 @@ def test_entropy_bonus_enters_the_soft_target(make_agent):
     assert float(target) == pytest.approx(GAMMA * (expected_value(probs) + 0.5 * entropy), rel=1e-6)
 
 
+def test_without_entropy_backup_the_target_is_the_plain_expected_value(make_agent):
+    agent = hand_agent(make_agent, entropy_coef=0.5, entropy_backup=False)
+    probs = torch.softmax(LOGITS, -1)
+    target = agent.td_target(hand_batch([[0.0]], [1], [0.0]), 1.0, None)
+    assert float(target) == pytest.approx(GAMMA * expected_value(probs), rel=1e-6)
+
+
 def test_sampled_target_values_the_selectors_action_by_the_per_action_minimum(make_agent):
     # The argmax selector's action is the greedy one, action 2: Q̂' = min(2, 5) = 2.
     greedy = ArgmaxSelector(epsilon=ConstantSchedule(0.0))

@@ -40,7 +40,7 @@ class ActorCritic:
     Critic target, from an n-step window r_0 … r_{k−1} of the replay buffer (k ≤ n_step):
     `Σ_i γ^i r_i + γ^k (1 − terminated) · V'(s_k)` with `V'(s) = Σ_a π(a|s) Q̂'(s, a)` under the
     target critics (`critic_target="expected"`) or `Q̂'(s, y)` at the selector's action vector y
-    (`"sampled"`), plus `α·H(π(·|s))` when the entropy bonus α > 0.
+    (`"sampled"`), plus `α·H(π(·|s))` when the entropy bonus α > 0 and `entropy_backup` is on.
     Actor loss: `−(surrogate + α·H(π))`, the surrogate being the selector's estimate of
     `E_{a~π}[Q̂(s, a)]`.
 
@@ -60,6 +60,10 @@ class ActorCritic:
             that the policy's entropy tracks this fraction of its maximum log(num_actions)
             (automatic entropy adjustment, Haarnoja et al. 2018; Christodoulou 2019).
         entropy_lr: Adam learning rate of log α when tuned (> 0).
+        entropy_backup: add α·H to the critic target (soft values, Haarnoja et al. 2018); off,
+            α regularises the actor only and the critics learn the policy's plain return. Where
+            every step costs reward and termination ends it, a large α·H makes long episodes
+            worth more than reaching the goal; without the backup it cannot.
         actor_update_every: one actor (and α) step every this many critic steps (≥ 1; Fujimoto
             et al. 2018 delay the actor so that it follows a critic that has caught up).
         critic_target: "expected" or "sampled".
@@ -84,6 +88,7 @@ class ActorCritic:
         entropy_coef: float,
         target_entropy_fraction: float | None,
         entropy_lr: float,
+        entropy_backup: bool,
         actor_update_every: int,
         critic_target: str,
         n_step: int,
@@ -97,6 +102,7 @@ class ActorCritic:
         self.entropy_coef = float(entropy_coef)
         self.max_grad_norm = float(max_grad_norm)
         self.entropy_lr = float(entropy_lr)
+        self.entropy_backup = entropy_backup
         self.actor_update_every = actor_update_every
         self.n_step = n_step
         self.critic_target = critic_target
@@ -197,7 +203,8 @@ class ActorCritic:
             next_value = (next_selection.probs * target.all()).sum(-1)
         else:
             next_value = target.of(next_selection.action)
-        next_value = next_value + self._entropy_coef * next_selection.entropy
+        if self.entropy_backup:
+            next_value = next_value + self._entropy_coef * next_selection.entropy
         window = batch.reward.shape[-1]
         rewards = (batch.reward * self._discounts[:window]).sum(-1)
         return rewards + self._discounts[batch.steps] * (1.0 - batch.terminated) * next_value
