@@ -200,6 +200,10 @@ class ActorCriticConfig:
     # null: α fixed; else tune log α so that H(π) ≈ this fraction of log(num_actions) (Haarnoja et
     # al. 2018). Tuning (0.3, 0.5) gave no gain over α = 0 here
     target_entropy_fraction: float | None = key(None, ge=0.0, lt=1.0)
+    # null: the target entropy stays; else it falls linearly to this fraction of log(num_actions)
+    # between the env steps target_entropy_decay_steps: explore first, then commit
+    target_entropy_end_fraction: float | None = key(None, ge=0.0, lt=1.0)
+    target_entropy_decay_steps: list[int] = key([0, 100000], ge=0)  # [first, last] env step of the fall
     entropy_lr: float = key(3.0e-4, gt=0.0)  # Adam learning rate of log α (only when tuned)
     # true: α·H(π(·|s')) joins the critic target (soft values); false: α regularises the actor only
     entropy_backup: bool = True
@@ -220,6 +224,11 @@ class ActorCriticConfig:
                 "entropy_coef",
                 f"must be > 0 when target_entropy_fraction is set (the tuned α starts there), got {start}",
             )
+        if node.target_entropy_end_fraction is not None and node.target_entropy_fraction is None:
+            yield "target_entropy_end_fraction", "needs target_entropy_fraction (the target it falls from)"
+        first_last = list(node.target_entropy_decay_steps)
+        if len(first_last) != 2 or first_last[0] >= first_last[1]:
+            yield "target_entropy_decay_steps", f"must be [first, last] env steps with first < last, got {first_last}"
 
 
 # ----------------------------------------------------------------------------------- env, trainer, root

@@ -248,6 +248,7 @@ class Trainer:
 
     def _update(self) -> None:
         temperature = self.temperature(self.step)
+        self.agent.set_step(self.step)
         for _ in range(self.settings.updates_per_round):
             batch = self.buffer.sample(self.settings.batch_size, self.generator, horizon=self.agent.n_step)
             try:

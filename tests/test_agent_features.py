@@ -1,5 +1,6 @@
-"""Tests of the actor-critic's optional learning-rule features: automatic entropy tuning and
-delayed actor updates (validation, direction of the α update, the delay, checkpoint round trip)."""
+"""Tests of the actor-critic's optional learning-rule features: automatic entropy tuning (the
+direction of the α update, a falling target entropy) and delayed actor updates (the delay,
+checkpoint round trip)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 
 from rlgumbel.agents import ActorCritic
 from rlgumbel.buffer import Batch, one_step_batch
+from rlgumbel.config import build_trainer
 from rlgumbel.selectors import GumbelSoftmaxSelector
 
 OBS_DIM, NUM_ACTIONS, BATCH = 4, 2, 32
@@ -53,6 +55,41 @@ def test_entropy_coef_moves_towards_the_target(fraction, grows, make_agent):
         metrics = agent.update(make_batch(seed), 1.0, generator)
     assert 0.0 < float(metrics["policy/entropy"]) < math.log(NUM_ACTIONS)
     assert (float(metrics["policy/entropy_coef"]) > 0.1) == grows
+
+
+def test_target_entropy_falls_linearly_between_the_decay_steps(make_agent):
+    agent = make_agent(
+        entropy_coef=0.1,
+        target_entropy_fraction=0.9,
+        target_entropy_end_fraction=0.1,
+        target_entropy_decay_steps=[1000, 3000],
+    )
+    log_actions = math.log(NUM_ACTIONS)
+    for step, fraction in [(0, 0.9), (1000, 0.9), (1500, 0.7), (2000, 0.5), (3000, 0.1), (10_000, 0.1)]:
+        agent.set_step(step)
+        assert agent.target_entropy == pytest.approx(fraction * log_actions, rel=1e-12), step
+
+
+def test_training_lowers_a_falling_target_entropy_to_its_end(compose_config, tmp_path):
+    cfg = compose_config(
+        "trainer.total_steps=1200",
+        "trainer.learning_starts=400",
+        "trainer.eval_episodes=1",
+        "trainer.progress=false",
+        "agent.entropy_coef=0.1",
+        "agent.target_entropy_fraction=0.9",
+        "agent.target_entropy_end_fraction=0.2",
+        "agent.target_entropy_decay_steps=[400,1000]",
+    )
+    trainer = build_trainer(cfg, tmp_path)
+    trainer.run()
+    assert trainer.agent.target_entropy == pytest.approx(0.2 * math.log(2), rel=1e-12)
+
+
+def test_a_target_without_an_end_fraction_stays(make_agent):
+    agent = make_agent(entropy_coef=0.1, target_entropy_fraction=0.5, target_entropy_decay_steps=[0, 10])
+    agent.set_step(1000)
+    assert agent.target_entropy == pytest.approx(0.5 * math.log(NUM_ACTIONS))
 
 
 def test_fixed_entropy_coef_stays_fixed(make_agent):

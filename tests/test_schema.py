@@ -67,6 +67,10 @@ BAD = [
     (["selector=argmax", "selector.epsilon.start=1.5"], "selector.epsilon.start", "<= 1"),
     (["trainer.batch_size=512", "trainer.buffer_size=100"], "trainer.batch_size", "trainer.buffer_size"),
     (["agent.target_entropy_fraction=0.3", "agent.entropy_coef=0"], "agent.entropy_coef", "> 0"),
+    (["agent.target_entropy_end_fraction=0.1"], "agent.target_entropy_end_fraction", "needs target_entropy_fraction"),
+    (["agent.target_entropy_decay_steps=[5,5]"], "agent.target_entropy_decay_steps", "first < last"),
+    (["agent.target_entropy_decay_steps=[5]"], "agent.target_entropy_decay_steps", "first < last"),
+    (["agent.target_entropy_decay_steps=[-1,5]"], "agent.target_entropy_decay_steps", ">= 0"),
 ]
 
 

@@ -59,6 +59,10 @@ class ActorCritic:
         target_entropy_fraction: None keeps α fixed; a number in [0, 1) tunes log α by Adam so
             that the policy's entropy tracks this fraction of its maximum log(num_actions)
             (automatic entropy adjustment, Haarnoja et al. 2018; Christodoulou 2019).
+        target_entropy_end_fraction: None keeps the target; a fraction makes it fall linearly
+            to that fraction of log(num_actions) between the env steps `target_entropy_decay_steps`
+            (`set_step` says where training is): a policy that explores widely first, then commits.
+        target_entropy_decay_steps: [first, last] env step of that fall.
         entropy_lr: Adam learning rate of log α when tuned (> 0).
         entropy_backup: add α·H to the critic target (soft values, Haarnoja et al. 2018); off,
             α regularises the actor only and the critics learn the policy's plain return. Where
@@ -87,6 +91,8 @@ class ActorCritic:
         target_update_rate: float,
         entropy_coef: float,
         target_entropy_fraction: float | None,
+        target_entropy_end_fraction: float | None,
+        target_entropy_decay_steps: Sequence[int],
         entropy_lr: float,
         entropy_backup: bool,
         actor_update_every: int,
@@ -133,12 +139,23 @@ class ActorCritic:
         self.target_entropy: float | None = None
         self.log_entropy_coef: Tensor | None = None
         self._entropy_coef = torch.tensor(self.entropy_coef)
+        self._target_entropy_fall: tuple[float, float, int, int] | None = None
         if target_entropy_fraction is not None:
             self.target_entropy = float(target_entropy_fraction) * math.log(num_actions)
+            if target_entropy_end_fraction is not None:
+                end = float(target_entropy_end_fraction) * math.log(num_actions)
+                self._target_entropy_fall = (self.target_entropy, end, *target_entropy_decay_steps)
             self.log_entropy_coef = torch.tensor(math.log(self.entropy_coef), requires_grad=True)
             self.entropy_optimizer = torch.optim.Adam([self.log_entropy_coef], lr=self.entropy_lr)
         nan = torch.tensor(math.nan)
         self._last_actor: tuple[Tensor, Tensor, Tensor] = (nan, nan, nan)  # loss, entropy, grad norm
+
+    def set_step(self, step: int) -> None:
+        """Where training is, in env steps: sets the target entropy of a falling target."""
+        if self._target_entropy_fall is not None:
+            start, end, first, last = self._target_entropy_fall
+            progress = min(max(step - first, 0) / (last - first), 1.0)
+            self.target_entropy = start + (end - start) * progress
 
     def observe(self, obs: Tensor) -> None:
         """Collected observations [N, *obs_shape]: update the input statistics (if normalising)."""
