@@ -249,7 +249,7 @@ class EnvConfig:
 class TrainerSettings:
     """trainer: the loop's budget and rhythm. All counts are env steps summed over the env copies."""
 
-    # CartPole solves at a median 20k (7.5k-22.5k, 5 seeds, experiments/suite); the rest shows it stays solved
+    # CartPole solves at a median 12.5k (7.5k-32.5k, 10 seeds, experiments/suite); the rest shows it stays solved
     total_steps: int = key(50000, gt=0)
     learning_starts: int = key(1000, ge=0)  # steps of uniformly random actions before the first update
     # steps between rounds of updates (below env.num_envs, several rounds per vector step)

@@ -107,10 +107,10 @@ def test_every_shipped_option_composes_typed_by_its_schema(group, option, env, c
 
 
 def test_defaults_come_from_the_schema(compose_config):
-    # the agent YAML sets nothing, so every agent value is the schema's default
-    cfg = compose_config("env=cartpole")
+    # the agent YAML sets nothing and the Taxi preset no agent key: every agent value is the schema's
     expected = OmegaConf.to_container(OmegaConf.structured(ActorCriticConfig))
-    assert OmegaConf.to_container(cfg.agent) == expected
+    assert OmegaConf.to_container(compose_config("env=taxi").agent) == expected
+    cfg = compose_config("env=cartpole")  # the CartPole preset sets no trainer key
     assert OmegaConf.to_container(cfg.trainer) == dataclasses.asdict(TrainerSettings())
     assert cfg.selector.hard is False and compose_config("selector=gumbel_rao").selector.samples == 10
 
