@@ -8,9 +8,12 @@ Both use the same batch size, networks, learning rates and discount, one thread.
 kinds: MLPs on CartPole-v1 (hidden widths from `--widths`), and the convolutional encoder on
 MinAtar Breakout (one 3×3 convolution with 16 channels, then 128 units, as its preset).
 
-Prints a Markdown table of mean milliseconds per update and the ratio framework / bare.
+The two sides are timed in alternating blocks of updates, so that a change in the machine's
+load falls on both; each block's time is a mean over its updates (one update in
+`actor_update_every` also steps the actor). Prints a Markdown table of the median block time per
+update of each side and the median of the blocks' ratios framework / bare.
 
-Usage: python benchmarks/update_overhead.py [--repeats 300] [--widths 64 256]
+Usage: python benchmarks/update_overhead.py [--blocks 15] [--block-size 40] [--widths 64 256]
 """
 
 from __future__ import annotations
@@ -97,18 +100,24 @@ class BareUpdate:
                     p_target.lerp_(p, self.rate)
 
 
-def mean_ms(fn, repeats: int, warmup: int = 30) -> float:
-    for _ in range(warmup):
+def block_ms(fn, calls: int) -> float:
+    """Mean milliseconds per call over `calls` consecutive calls."""
+    start = time.perf_counter()
+    for _ in range(calls):
         fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.fmean(times) * 1e3  # a mean: one call in actor_update_every also steps the actor
+    return (time.perf_counter() - start) / calls * 1e3
 
 
-def measure(overrides: list[str], repeats: int) -> tuple[float, float, int]:
+def alternate(framework, bare, blocks: int, block_size: int) -> tuple[float, float, float]:
+    """Median ms per call of each side and the median ratio, over `blocks` alternating blocks."""
+    block_ms(framework, block_size)  # warm-up
+    block_ms(bare, block_size)
+    times = [(block_ms(framework, block_size), block_ms(bare, block_size)) for _ in range(blocks)]
+    ratios = [ours / theirs for ours, theirs in times]
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times), statistics.median(ratios)
+
+
+def measure(overrides: list[str], blocks: int, block_size: int) -> tuple[float, float, float, int]:
     register_with_hydra()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(
@@ -120,14 +129,14 @@ def measure(overrides: list[str], repeats: int) -> tuple[float, float, int]:
                 "agent.n_step=1",
                 "agent.critic.ensemble=2",
                 "agent.critic.pessimism=1",
+                "agent.entropy_coef=0",  # the bare update has no entropy bonus and no α to tune
+                "agent.target_entropy_fraction=null",
             ],
         )
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = build_trainer(cfg, Path(run_dir))
         while trainer.step < 5000:  # fill the buffer with random-policy transitions
             trainer._collect()
-        # `_update` is one round of `updates_per_round` updates; time per update
-        framework = mean_ms(trainer._update, repeats) / trainer.settings.updates_per_round
         buffer, agent = trainer.buffer, cfg.agent
         bare = BareUpdate(
             tuple(buffer.obs.shape[2:]),
@@ -159,18 +168,23 @@ def measure(overrides: list[str], repeats: int) -> tuple[float, float, int]:
                 1.0,
             )
 
-        bare_ms = mean_ms(bare_step, repeats)
+        # `_update` is one round of `updates_per_round` (here 1) updates
+        framework_ms, bare_ms, ratio = alternate(trainer._update, bare_step, blocks, block_size)
         trainer.logger.close(None)
-    return framework, bare_ms, batch_size
+    return framework_ms, bare_ms, ratio, batch_size
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--blocks", type=int, default=15)
+    parser.add_argument("--block-size", type=int, default=40)
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 256])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread, mean of {args.repeats} updates, twin critics\n")
+    print(
+        f"torch {torch.__version__}, 1 thread, twin critics, medians over {args.blocks} alternating "
+        f"blocks of {args.block_size} updates per side\n"
+    )
     print("| network | env | batch | rlgumbel trainer update (ms) | bare torch update (ms) | ratio |")
     print("|---|---|---:|---:|---:|---:|")
     cases = [
@@ -183,8 +197,8 @@ def main() -> None:
     ]
     cases.append(("CNN 16ch 3x3 + 128", "minatar_breakout", ["env=minatar_breakout"]))
     for name, env, overrides in cases:
-        framework, bare, batch = measure(overrides, args.repeats)
-        print(f"| {name} | {env} | {batch} | {framework:.2f} | {bare:.2f} | {framework / bare:.2f} |")
+        framework, bare, ratio, batch = measure(overrides, args.blocks, args.block_size)
+        print(f"| {name} | {env} | {batch} | {framework:.2f} | {bare:.2f} | {ratio:.2f} |")
 
 
 if __name__ == "__main__":
