@@ -107,6 +107,14 @@ def test_expected_target_averages_over_allowed_next_actions_only(make_agent):
     torch.testing.assert_close(target, torch.tensor(by_hand), rtol=1e-6, atol=1e-6)
 
 
+def test_argmax_targets_value_the_greedy_policy(make_agent):
+    # argmax acts greedily (ε aside), so its expected target averages over the greedy action,
+    # argmax LOGITS = 2, not over softmax(LOGITS)
+    agent = hand_agent(make_agent, ArgmaxSelector(epsilon=ConstantSchedule(0.3)))
+    target = agent.td_target(hand_batch([[0.0]], [1], [0.0]), 1.0, None)
+    assert float(target) == pytest.approx(GAMMA * float(Q_HAT[2]), rel=1e-6)
+
+
 def test_entropy_bonus_enters_the_soft_target(make_agent):
     agent = hand_agent(make_agent, entropy_coef=0.5)
     probs = torch.softmax(LOGITS, -1)

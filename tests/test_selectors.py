@@ -477,6 +477,36 @@ def test_masked_actions_are_never_chosen_and_carry_no_mass_or_nan(kind, temperat
     assert (gradient[masked] == 0).all()
 
 
+@pytest.mark.parametrize(
+    "make_selector",
+    [
+        lambda: greedy_with_epsilon(0.5),
+        SampleSelector,
+        lambda: GumbelSoftmaxSelector(hard=False),
+        StraightThroughSelector,
+        lambda: GumbelRaoSelector(samples=3),
+        ReinmaxSelector,
+        ExpectedSelector,
+    ],
+    ids=["argmax", "sample", "gumbel_softmax", "straight_through", "gumbel_rao", "reinmax", "expected"],
+)
+def test_act_draws_only_from_the_generator_it_is_given(make_selector, make_generator):
+    # the global generator in two different states: a draw from it would change the actions
+    logits = torch.randn(500, 4, generator=make_generator(0))
+    actions = []
+    for global_seed in (11, 12):
+        torch.manual_seed(global_seed)
+        actions.append(make_selector().act(logits, 1.0, make_generator(1), step=0))
+    assert torch.equal(actions[0], actions[1])
+    assert len(actions[0].unique()) == 4  # the actions are random, not the argmax
+
+
+@pytest.mark.parametrize("make_selector", [SampleSelector, lambda: GumbelSoftmaxSelector(hard=False), ExpectedSelector])
+def test_only_argmax_reports_an_exploration_epsilon(make_selector):
+    assert make_selector().epsilon(12_345) == 0.0
+    assert greedy_with_epsilon(0.25).epsilon(12_345) == 0.25
+
+
 @pytest.mark.parametrize("kind", ["sample", "gumbel_soft"])
 def test_act_never_chooses_masked_actions(kind, make_generator):
     logits = torch.tensor(MASKED_LOGITS).repeat(20_000, 1)
