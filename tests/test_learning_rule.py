@@ -202,6 +202,21 @@ def test_one_actor_step_raises_the_critics_value_of_the_policy(option, make_agen
     assert gain > 0, gain
 
 
+def test_the_entropy_bonus_moves_the_policy_towards_uniform(make_agent):
+    # A critic that values every action alike leaves only the bonus α·H to move the actor.
+    agent = hand_agent(make_agent, entropy_coef=1.0, actor_update_every=1, actor={"lr": 1e-2})
+    set_critic_values(agent.critic, torch.zeros(2, ACTIONS))
+    obs = torch.zeros(64, OBS_DIM)
+
+    def entropy() -> float:
+        probs = torch.softmax(agent.logits(obs[:1]), -1)
+        return float(-(probs * probs.log()).sum())
+
+    before = entropy()
+    agent._actor_step(obs, None, 1.0, torch.Generator().manual_seed(0))
+    assert entropy() > before + 1e-3
+
+
 def test_target_critics_follow_the_polyak_average(make_agent):
     agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), target_update_rate=0.25)
     with torch.no_grad():
