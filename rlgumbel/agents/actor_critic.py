@@ -15,6 +15,7 @@ from rlgumbel.buffer import Batch
 from rlgumbel.layout import ENTROPY
 from rlgumbel.networks import CRITICS, Actor, as_shape
 from rlgumbel.normalizer import ObservationNormalizer
+from rlgumbel.schedules import LinearSchedule
 from rlgumbel.selectors import ActionSelector
 
 
@@ -139,12 +140,13 @@ class ActorCritic:
         self.target_entropy: float | None = None
         self.log_entropy_coef: Tensor | None = None
         self._entropy_coef = torch.tensor(self.entropy_coef)
-        self._target_entropy_fall: tuple[float, float, int, int] | None = None
+        self._target_entropy_fall: tuple[LinearSchedule, int] | None = None  # the fall, its first step
         if target_entropy_fraction is not None:
             self.target_entropy = float(target_entropy_fraction) * math.log(num_actions)
             if target_entropy_end_fraction is not None:
                 end = float(target_entropy_end_fraction) * math.log(num_actions)
-                self._target_entropy_fall = (self.target_entropy, end, *target_entropy_decay_steps)
+                first, last = target_entropy_decay_steps
+                self._target_entropy_fall = (LinearSchedule(self.target_entropy, end, last - first), first)
             self.log_entropy_coef = torch.tensor(math.log(self.entropy_coef), requires_grad=True)
             self.entropy_optimizer = torch.optim.Adam([self.log_entropy_coef], lr=self.entropy_lr)
         nan = torch.tensor(math.nan)
@@ -153,9 +155,8 @@ class ActorCritic:
     def set_step(self, step: int) -> None:
         """Where training is, in env steps: sets the target entropy of a falling target."""
         if self._target_entropy_fall is not None:
-            start, end, first, last = self._target_entropy_fall
-            progress = min(max(step - first, 0) / (last - first), 1.0)
-            self.target_entropy = start + (end - start) * progress
+            fall, first = self._target_entropy_fall
+            self.target_entropy = fall(step - first)
 
     def observe(self, obs: Tensor) -> None:
         """Collected observations [N, *obs_shape]: update the input statistics (if normalising)."""
