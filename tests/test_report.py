@@ -224,6 +224,21 @@ def test_groups_split_by_config_but_not_by_seed_or_run_management(tmp_path: Path
     assert [s.group.ident for s in summaries] == ["G1", "G2", "G3", "G4", "G5", "G6"]
 
 
+def test_run_saved_before_a_key_existed_groups_with_runs_at_its_default(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "old_seed0", run_config(0), curve(1.0))  # its config has no agent.n_step
+    for seed, n_step in [(1, 1), (2, 1), (3, 5)]:
+        config = run_config(seed)
+        config["agent"]["n_step"] = n_step
+        write_run(sweep / f"new_seed{seed}", config, curve(float(n_step)))
+    assert report.read_config(sweep / "old_seed0")["agent.n_step"] == 1
+    summaries = report.write_report(sweep).summaries["CartPole-v1"]
+    assert sorted(sorted(run.name for run in s.group.runs) for s in summaries) == [
+        ["new_seed1", "new_seed2", "old_seed0"],
+        ["new_seed3"],
+    ]
+
+
 def test_groups_per_env_and_nested_runs(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     write_run(sweep / "a" / "run0", run_config(0, env="CartPole-v1"), curve(100.0))  # one level deeper

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from tensorboard.plugins.hparams.metadata import SESSION_END_INFO_TAG, SESSION_S
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from tensorboard.util import tensor_util
 
-from rlgumbel import layout
+from rlgumbel import layout, schema
 
 COMPLETED, FAILED, INCOMPLETE = "completed", "failed", "incomplete"
 SHARED = "shared"  # several runs logged into one folder (more than one HParams session start)
@@ -157,7 +158,30 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     container = yaml.load(text, Loader=_ConfigLoader) or {}
     if "${" in text:
         container = OmegaConf.to_container(OmegaConf.create(container), resolve=True)
-    return flatten(container)
+    return {**_defaults_of_present_nodes(container), **flatten(container)}
+
+
+@functools.cache
+def _schema_defaults() -> dict[str, dict[str, Any]]:
+    """The dotted defaults of the nodes that have one schema each, by node name."""
+    return {
+        "agent": flatten(asdict(schema.ActorCriticConfig()), "agent."),
+        "trainer": flatten(asdict(schema.TrainerSettings()), "trainer."),
+    }
+
+
+def _defaults_of_present_nodes(container: Mapping[str, Any]) -> dict[str, Any]:
+    """Schema defaults for the keys a config saved by an earlier version lacks.
+
+    A key added later defaults to the behaviour from before it existed (resuming such a run types
+    its config the same way), so an old run groups with new runs that leave the key at its default.
+    """
+    return {
+        key: value
+        for node, defaults in _schema_defaults().items()
+        if node in container
+        for key, value in defaults.items()
+    }
 
 
 def read_records(path: Path) -> Iterator[bytes]:
