@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import math
 import os
 import subprocess
 import sys
@@ -36,6 +38,19 @@ TINY = [
     "trainer.batch_size=32",
     "trainer.progress=false",
 ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under mutation testing (`make mutation`), run the fastest tests first.
+
+    mutmut stops a mutant's run at its first failing test and hands over the tests in no fixed
+    order; ordering them by the durations of its clean run ends a killed mutant's run early.
+    """
+    stats = Path("mutmut-stats.json")  # mutmut runs the tests from its mutants/ folder
+    if "MUTANT_UNDER_TEST" not in os.environ or not stats.is_file():
+        return
+    durations = json.loads(stats.read_text())["duration_by_test"]
+    items.sort(key=lambda item: durations.get(item.nodeid, math.inf))
 
 
 @pytest.fixture
