@@ -27,6 +27,7 @@ from rlgumbel.selectors import (
     StraightThroughSelector,
     gumbel_max_sample,
     gumbel_noise,
+    policy_action,
 )
 
 # 200k draws: a frequency's standard error is sqrt(p(1-p)/n) <= 1.1e-3, so a 5-SE band is at
@@ -136,6 +137,25 @@ def test_samplers_reproduce_random_logits_row_by_row(sampler, make_generator):
     actions = SAMPLERS[sampler](logits, make_generator(1)).view(-1, 2)
     for row in range(2):
         assert_categorical(actions[:, row], torch.softmax(base[row].double(), -1))
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 3.0])
+def test_evaluation_samples_the_tempered_policy_from_its_generator_and_greedy_is_the_argmax(
+    temperature, make_generator
+):
+    # Evaluation's sampled policy is softmax(logits / T), drawn from the generator it is given
+    # (the global RNG is reseeded between the two draws and must not matter); greedy is argmax.
+    base = torch.tensor([[0.3, -1.0, 1.2, 0.1], [2.0, 0.0, -0.5, 1.5]])  # two rows: argmax along -1
+    logits = base.repeat(NUM_SAMPLES // 2, 1)
+    torch.manual_seed(1)
+    actions = policy_action(logits, greedy=False, temperature=temperature, generator=make_generator(3))
+    torch.manual_seed(2)
+    again = policy_action(logits, greedy=False, temperature=temperature, generator=make_generator(3))
+    assert torch.equal(actions, again)
+    for row in range(2):
+        assert_categorical(actions.view(-1, 2)[:, row], torch.softmax(base[row].double() / temperature, -1))
+    greedy = policy_action(base, greedy=True, temperature=temperature, generator=None)
+    assert greedy.tolist() == [2, 0]
 
 
 @pytest.mark.parametrize("distribution", list(SEED_NOTE_DISTRIBUTIONS), ids=list(SEED_NOTE_DISTRIBUTIONS))
