@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from torch.nn import functional as F
 
 from rlgumbel.agents import ActorCritic
+from rlgumbel.agents.actor_critic import NonFiniteUpdate, _check_finite
 from rlgumbel.buffer import Batch, one_step_batch
 from rlgumbel.networks import Actor, EnsembleEncoder, QHeadCritic
 from rlgumbel.schedules import ConstantSchedule
@@ -370,3 +371,12 @@ def test_the_actor_step_keeps_to_the_allowed_actions(make_agent):
     metrics = agent.update(_random_batch(mask=mask), 1.0, torch.Generator().manual_seed(0))
     assert float(metrics["policy/entropy"]) == 0.0 and float(metrics["policy/grad_norm"]) == 0.0
     assert all(torch.equal(b, p) for b, p in zip(before, agent.actor.parameters()))
+
+
+@pytest.mark.parametrize("loss, grad_norm", [(math.nan, 1.0), (1.0, math.inf), (math.inf, math.nan)])
+def test_a_step_with_a_non_finite_loss_or_gradient_norm_is_refused(loss, grad_norm):
+    # A finite loss can still have an infinite gradient (a log or square root at 0); either one
+    # alone must stop the step before the optimizer applies it.
+    with pytest.raises(NonFiniteUpdate, match="^actor loss"):
+        _check_finite("actor", torch.tensor(loss), torch.tensor(grad_norm))
+    _check_finite("actor", torch.tensor(1.0), torch.tensor(2.0))
