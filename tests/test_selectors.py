@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 import torch
 from scipy import stats
@@ -616,12 +617,26 @@ def test_selection_statistics_describe_softmax_of_the_logits(kind, make_generato
 # Temperature validation
 
 
-@pytest.mark.parametrize("temperature", [0.0, -1.0, math.nan, math.inf, -math.inf, 0])
+@pytest.mark.parametrize("temperature", [0.0, -1.0, math.nan, math.inf, -math.inf, 0, True, "1.0", None])
 @pytest.mark.parametrize("kind", list(SELECTORS), ids=list(SELECTORS))
 def test_bad_temperature_raises(kind, temperature):
     logits = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match="temperature"):
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
         SELECTORS[kind]().select(logits, temperature, None)
+
+
+@pytest.mark.parametrize("temperature", [2, np.float32(0.5), np.int64(3), 1e-3])
+def test_temperatures_of_any_real_number_type_are_accepted(temperature, make_generator):
+    # Schedules return floats, but a user's constant can arrive as an int or a numpy scalar.
+    selection = GumbelSoftmaxSelector(hard=False).select(torch.zeros(2, 3), temperature, make_generator(0))
+    assert torch.isfinite(selection.action).all()
+
+
+def test_a_selection_takes_exactly_one_of_env_action_and_scores():
+    logits = torch.zeros(2, 3)
+    for extra in ({}, {"env_action": torch.zeros(2, dtype=torch.int64), "scores": logits}):
+        with pytest.raises(ValueError, match="^a Selection needs exactly one of env_action and scores$"):
+            Selection(logits, logits, **extra)
 
 
 # --------------------------------------------------------------------------------------------
