@@ -218,10 +218,11 @@ class QHeadCritic(nn.Module):
         obs_shape: int | Sequence[int],
         num_actions: int,
         hidden_sizes: Sequence[int],
-        ensemble: int = 2,
+        *,
+        ensemble: int,
+        pessimism: float,
         encoder: str = "mlp",
         channels: int = 16,
-        pessimism: float = 1.0,
     ) -> None:
         super().__init__()
         self.ensemble, self.num_actions, self.pessimism = ensemble, num_actions, pessimism
@@ -253,10 +254,11 @@ class ConcatCritic(nn.Module):
         obs_shape: int | Sequence[int],
         num_actions: int,
         hidden_sizes: Sequence[int],
-        ensemble: int = 2,
+        *,
+        ensemble: int,
+        pessimism: float,
         encoder: str = "mlp",
         channels: int = 16,
-        pessimism: float = 1.0,
     ) -> None:
         super().__init__()
         self.ensemble, self.num_actions, self.pessimism = ensemble, num_actions, pessimism

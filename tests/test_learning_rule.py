@@ -108,6 +108,25 @@ def test_expected_target_averages_over_allowed_next_actions_only(make_agent):
     torch.testing.assert_close(target, torch.tensor(by_hand), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "pessimism, combined", [(1.0, TARGET_Q.amin(0)), (0.0, TARGET_Q.mean(0)), (-1.0, TARGET_Q.amax(0))]
+)
+def test_the_configured_pessimism_combines_the_target_twins(pessimism, combined, make_agent):
+    # Q̂' = mean_j Q'_j − pessimism · mean_j |Q'_j − mean|: with two critics the minimum, the mean
+    # and the maximum per action (rlgumbel.networks.ensemble_value).
+    agent = hand_agent(make_agent, critic={"pessimism": pessimism})
+    target = agent.td_target(hand_batch([[0.0]], [1], [0.0]), 1.0, None)
+    by_hand = GAMMA * float((torch.softmax(LOGITS, -1) * combined).sum())
+    assert float(target) == pytest.approx(by_hand, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["q_head", "concat"])
+def test_the_configured_ensemble_size_builds_that_many_critics(kind, make_agent):
+    agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), critic={"kind": kind, "ensemble": 3})
+    values = agent.critic.values(torch.zeros(5, OBS_DIM), torch.eye(ACTIONS)[[0, 1, 2, 0, 1]])
+    assert values.shape == (3, 5) and agent.target_critic.ensemble == 3
+
+
 def test_argmax_targets_value_the_greedy_policy(make_agent):
     # argmax acts greedily (ε aside), so its expected target averages over the greedy action,
     # argmax LOGITS = 2, not over softmax(LOGITS)

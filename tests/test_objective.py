@@ -30,7 +30,7 @@ STATES, FEATURES, ACTIONS = 5, 3, 4
 def twin_critic(kind: type, seed: int = 0) -> QHeadCritic | ConcatCritic:
     """A float64 twin critic with weights drawn from `seed` (not the global generator)."""
     generator = torch.Generator().manual_seed(seed)
-    critic = kind(FEATURES, ACTIONS, [16], ensemble=2).double()
+    critic = kind(FEATURES, ACTIONS, [16], ensemble=2, pessimism=1.0).double()
     with torch.no_grad():
         for param in critic.parameters():
             param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float64))
