@@ -399,3 +399,33 @@ def test_a_step_with_a_non_finite_loss_or_gradient_norm_is_refused(loss, grad_no
     with pytest.raises(NonFiniteUpdate, match="^actor loss"):
         _check_finite("actor", torch.tensor(loss), torch.tensor(grad_norm))
     _check_finite("actor", torch.tensor(1.0), torch.tensor(2.0))
+
+
+def test_the_configured_learning_rates_set_the_size_of_the_first_steps(make_agent):
+    # Adam's first step moves each parameter by lr · g / (|g| + 1e-8): by the learning rate
+    # itself wherever the gradient is far from 0, whatever clipping did to its scale.
+    rates = {"actor": 2e-3, "critic": 5e-3, "entropy": 7e-3}
+    agent = make_agent(
+        OBS_DIM,
+        ACTIONS,
+        GumbelSoftmaxSelector(hard=False),
+        actor={"lr": rates["actor"]},
+        critic={"lr": rates["critic"]},
+        entropy_lr=rates["entropy"],
+        entropy_coef=0.1,
+        target_entropy_fraction=0.5,
+        actor_update_every=1,
+    )
+    parts = {"actor": agent.actor, "critic": agent.critic}
+    before = {name: [p.detach().clone() for p in part.parameters()] for name, part in parts.items()}
+    log_alpha = float(agent.log_entropy_coef.detach())
+    generator = torch.Generator().manual_seed(0)
+    obs = torch.randn(64, OBS_DIM, generator=generator)
+    action = torch.randint(ACTIONS, (64,), generator=generator)
+    agent.update(
+        one_step_batch(obs, action, torch.randn(64, generator=generator), obs.flip(0), torch.zeros(64)), 1.0, generator
+    )
+    for name, part in parts.items():
+        largest = max(float((p.detach() - old).abs().max()) for p, old in zip(part.parameters(), before[name]))
+        assert largest == pytest.approx(rates[name], rel=1e-3), name
+    assert abs(float(agent.log_entropy_coef.detach()) - log_alpha) == pytest.approx(rates["entropy"], rel=1e-3)
