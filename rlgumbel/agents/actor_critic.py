@@ -147,7 +147,8 @@ class ActorCritic:
                 end = float(target_entropy_end_fraction) * math.log(num_actions)
                 first, last = target_entropy_decay_steps
                 self._target_entropy_fall = (LinearSchedule(self.target_entropy, end, last - first), first)
-            self.log_entropy_coef = torch.tensor(math.log(self.entropy_coef), requires_grad=True)
+            # Its gradient is set in closed form (`_actor_step`), so autograd never tracks it.
+            self.log_entropy_coef = torch.tensor(math.log(self.entropy_coef))
             self.entropy_optimizer = torch.optim.Adam([self.log_entropy_coef], lr=self.entropy_lr)
         nan = torch.tensor(math.nan)
         self._last_actor: tuple[Tensor, Tensor, Tensor] = (nan, nan, nan)  # loss, entropy, grad norm
