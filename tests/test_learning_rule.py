@@ -401,6 +401,15 @@ def test_a_step_with_a_non_finite_loss_or_gradient_norm_is_refused(loss, grad_no
     _check_finite("actor", torch.tensor(1.0), torch.tensor(2.0))
 
 
+def test_a_non_finite_actor_step_names_the_actor_and_leaves_it_unchanged(make_agent):
+    agent = hand_agent(make_agent, actor_update_every=1)
+    before = [p.detach().clone() for p in agent.actor.parameters()]
+    obs = torch.full((4, OBS_DIM), math.nan)
+    with pytest.raises(NonFiniteUpdate, match="^actor loss nan"):
+        agent._actor_step(obs, None, 1.0, torch.Generator().manual_seed(0))
+    assert all(torch.equal(p, old) for p, old in zip(agent.actor.parameters(), before))
+
+
 def test_the_configured_learning_rates_set_the_size_of_the_first_steps(make_agent):
     # Adam's first step moves each parameter by lr · g / (|g| + 1e-8): by the learning rate
     # itself wherever the gradient is far from 0, whatever clipping did to its scale.
