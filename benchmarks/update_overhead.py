@@ -139,7 +139,7 @@ def measure(overrides: list[str], blocks: int, block_size: int) -> tuple[float, 
             trainer._collect()
         buffer, agent = trainer.buffer, cfg.agent
         bare = BareUpdate(
-            tuple(buffer.obs.shape[2:]),
+            tuple(buffer.obs.shape[3:]),
             trainer.num_actions,
             list(agent.actor.hidden_sizes),
             agent.gamma,
@@ -153,7 +153,7 @@ def measure(overrides: list[str], blocks: int, block_size: int) -> tuple[float, 
         # the stored transitions as flat tensors, the invalid (reset) ones left out
         valid = buffer.valid[: buffer.filled].flatten()
         stored = {
-            name: getattr(buffer, name)[: buffer.filled].flatten(0, 1)[valid]
+            name: getattr(buffer, name)[: buffer.filled].flatten(0, 2)[valid]
             for name in ("obs", "action", "reward", "next_obs", "terminated")
         }
 
@@ -170,7 +170,7 @@ def measure(overrides: list[str], blocks: int, block_size: int) -> tuple[float, 
 
         # `_update` is one round of `updates_per_round` (here 1) updates
         framework_ms, bare_ms, ratio = alternate(trainer._update, bare_step, blocks, block_size)
-        trainer.logger.close(None)
+        trainer.members[0].logger.close(None)
     return framework_ms, bare_ms, ratio, batch_size
 
 

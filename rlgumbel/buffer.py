@@ -1,5 +1,5 @@
-"""Replay buffer: preallocated torch tensors in a ring of vector-env steps, sampled uniformly,
-with n-step windows read off the stored trajectories."""
+"""Replay buffer: preallocated torch tensors in a ring of vector-env steps of every member of a
+population, sampled uniformly per member, with n-step windows read off the stored trajectories."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rlgumbel.generators import Generator, member_generator, randint
+
 
 @dataclass(frozen=True)
 class Batch:
     """A batch of transitions, each the first step of a window of up to n steps of one episode.
+
+    Shapes are those of one member's batch; a population's have its members first ([K, B, …]).
 
     Attributes:
         obs: [B, *obs_shape] the state the window starts in.
@@ -47,33 +51,37 @@ def one_step_batch(
     mask: Tensor | None = None,
     next_mask: Tensor | None = None,
 ) -> Batch:
-    """A `Batch` of single transitions: reward [B] becomes a window of one step."""
-    steps = torch.ones(reward.shape[0], dtype=torch.int64, device=reward.device)
+    """A `Batch` of single transitions: reward [B] (or [K, B]) becomes a window of one step."""
+    steps = torch.ones(reward.shape, dtype=torch.int64, device=reward.device)
     return Batch(obs, action, reward.unsqueeze(-1), next_obs, terminated, steps, mask, next_mask)
 
 
 class ReplayBuffer:
-    """A ring of the last `capacity` transitions of a vector env, as preallocated tensors.
+    """A ring of each member's last `capacity` transitions of its vector env, as preallocated tensors.
 
-    Storage is time-major, [rows, num_envs, …], one row per vector step, so that each env copy's
-    trajectory is a column and an n-step window is a few consecutive rows of it. A row holds a
-    transition for every copy; a copy's transition on the step right after its episode ended
-    (Gymnasium's next-step autoreset: the action is ignored and the env resets) is stored as
-    invalid and never sampled.
+    Storage is time-major, [rows, K, num_envs, …], one row per vector step of the K members'
+    envs, so that each env copy's trajectory is a column and an n-step window is a few
+    consecutive rows of it. A row holds a transition for every copy; a copy's transition on the
+    step right after its episode ended (Gymnasium's next-step autoreset: the action is ignored
+    and the env resets) is stored as invalid and never sampled. Each member samples only its own
+    transitions, with its own generator.
 
     Args:
-        capacity: transitions kept (rounded up to a whole number of vector steps); older rows
-            are overwritten.
+        capacity: transitions kept per member (rounded up to a whole number of vector steps);
+            older rows are overwritten.
         obs_shape: the shape of one observation.
-        num_envs: copies of the vector env, transitions per row.
+        num_envs: copies of each member's vector env, transitions per member and row.
         num_actions: if given, the allowed-action masks of obs and next_obs are stored too.
+        members: K, members of the population.
     """
 
-    def __init__(self, capacity: int, obs_shape: Sequence[int], num_envs: int, num_actions: int | None = None) -> None:
-        self.num_envs = num_envs
+    def __init__(
+        self, capacity: int, obs_shape: Sequence[int], num_envs: int, num_actions: int | None = None, members: int = 1
+    ) -> None:
+        self.num_envs, self.members = num_envs, members
         self.rows = math.ceil(capacity / num_envs)
         self.capacity = self.rows * num_envs
-        shape = (self.rows, num_envs)
+        shape = (self.rows, members, num_envs)
         self.obs = torch.zeros(*shape, *obs_shape)
         self.next_obs = torch.zeros(*shape, *obs_shape)
         self.action = torch.zeros(shape, dtype=torch.int64)
@@ -81,13 +89,14 @@ class ReplayBuffer:
         self.terminated = torch.zeros(shape, dtype=torch.bool)
         self.done = torch.zeros(shape, dtype=torch.bool)  # terminated or truncated
         self.valid = torch.zeros(shape, dtype=torch.bool)
-        masks = (*shape, num_actions) if num_actions else (0, 0, 0)
+        masks = (*shape, num_actions) if num_actions else (0, 0, 0, 0)
         self.mask = torch.ones(masks, dtype=torch.bool)
         self.next_mask = torch.ones(masks, dtype=torch.bool)
         self.masked = bool(num_actions)
         self.position = 0  # next row to write
         self.filled = 0  # rows written, up to `rows`
-        self.size = 0  # valid transitions stored
+        self.size = torch.zeros(members, dtype=torch.int64)  # valid transitions stored, per member
+        self._member = torch.arange(members).view(members, 1)
 
     def add(
         self,
@@ -101,16 +110,16 @@ class ReplayBuffer:
         mask: Tensor | None = None,
         next_mask: Tensor | None = None,
     ) -> None:
-        """Store one vector step: a transition for each of the N copies.
+        """Store one vector step of every member: a transition for each of the K × N copies.
 
         Args:
-            obs, next_obs: [N, *obs_shape]; action: [N] int64; reward: [N].
-            terminated, truncated: [N] bool, how the episode ended at this step, if it did.
-            valid: [N] bool; false for a copy's reset step after its episode ended.
-            mask, next_mask: [N, A] bool allowed actions, for a buffer made with `num_actions`.
+            obs, next_obs: [K, N, *obs_shape]; action: [K, N] int64; reward: [K, N].
+            terminated, truncated: [K, N] bool, how the episode ended at this step, if it did.
+            valid: [K, N] bool; false for a copy's reset step after its episode ended.
+            mask, next_mask: [K, N, A] bool allowed actions, for a buffer made with `num_actions`.
         """
         row = self.position
-        self.size += int(valid.sum()) - int(self.valid[row].sum())
+        self.size += valid.sum(-1) - self.valid[row].sum(-1)
         self.obs[row] = obs
         self.next_obs[row] = next_obs
         self.action[row] = action
@@ -124,70 +133,85 @@ class ReplayBuffer:
         self.position = (row + 1) % self.rows
         self.filled = min(self.filled + 1, self.rows)
 
-    def _sample_valid(self, batch_size: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        """Uniform (row, env) pairs among the valid transitions, by redrawing invalid ones."""
-        flat = torch.randint(self.filled * self.num_envs, (batch_size,), generator=generator, device=self.obs.device)
-        invalid = ~self.valid.view(-1)[flat]
+    def _sample_valid(self, batch_size: int, generator: Generator) -> tuple[Tensor, Tensor]:
+        """Uniform (row, env) pairs [K, B] among each member's valid transitions, by redrawing
+        invalid ones from that member's generator."""
+        high = self.filled * self.num_envs
+        flat = randint(high, (self.members, batch_size), generator, self.obs.device)
+        invalid = ~self.valid[flat // self.num_envs, self._member, flat % self.num_envs]
         while bool(invalid.any()):
-            redraw = torch.randint(
-                self.filled * self.num_envs, (int(invalid.sum()),), generator=generator, device=self.obs.device
-            )
-            flat[invalid] = redraw
-            invalid = ~self.valid.view(-1)[flat]
+            for member in invalid.any(-1).nonzero().flatten().tolist():
+                redraw = invalid[member]
+                flat[member, redraw] = torch.randint(
+                    high, (int(redraw.sum()),), generator=member_generator(generator, member), device=self.obs.device
+                )
+            invalid = ~self.valid[flat // self.num_envs, self._member, flat % self.num_envs]
         return flat // self.num_envs, flat % self.num_envs
 
-    def sample(self, batch_size: int, generator: torch.Generator | None, horizon: int = 1) -> Batch:
-        """Uniformly sample `batch_size` stored transitions (with replacement), each with the
-        window of up to `horizon` steps that follows it in its episode.
+    def sample(self, batch_size: int, generator: Generator, horizon: int = 1) -> Batch:
+        """Uniformly sample `batch_size` stored transitions per member (with replacement), each
+        with the window of up to `horizon` steps that follows it in its episode: a `Batch` of [K, B, …].
 
         A window stops after the step where its episode ended (terminated or truncated) and at
         the newest stored step, so `steps` can be below `horizon`.
         """
-        if self.size == 0:
+        if bool((self.size == 0).any()):
             raise RuntimeError("cannot sample from an empty replay buffer")
-        row, env = self._sample_valid(batch_size, generator)
+        row, env = self._sample_valid(batch_size, generator)  # [K, B]
+        member = self._member
         offsets = torch.arange(horizon, device=row.device)
-        rows = (row.unsqueeze(-1) + offsets) % self.rows  # [B, n]
+        rows = (row.unsqueeze(-1) + offsets) % self.rows  # [K, B, n]
         stored_after = (self.position - row - 1) % self.rows + 1  # rows from `row` to the newest
         envs = env.unsqueeze(-1).expand_as(rows)
-        done = self.done[rows, envs]
+        done = self.done[rows, member.unsqueeze(-1), envs]
         # Step i is in the window if it is stored and no earlier step of the window ended the episode.
         ended_before = torch.cumsum(done, -1) - done.long() > 0
         inside = (offsets < stored_after.unsqueeze(-1)) & ~ended_before
         steps = inside.sum(-1)
         last = rows.gather(-1, (steps - 1).unsqueeze(-1)).squeeze(-1)
-        masks = (self.mask[row, env], self.next_mask[last, env]) if self.masked else (None, None)
+        masks = (self.mask[row, member, env], self.next_mask[last, member, env]) if self.masked else (None, None)
         return Batch(
-            self.obs[row, env],
-            self.action[row, env],
-            self.reward[rows, envs] * inside,
-            self.next_obs[last, env],
-            self.terminated[last, env].float(),
+            self.obs[row, member, env],
+            self.action[row, member, env],
+            self.reward[rows, member.unsqueeze(-1), envs] * inside,
+            self.next_obs[last, member, env],
+            self.terminated[last, member, env].float(),
             steps,
             *masks,
         )
 
-    def state_dict(self) -> dict[str, Tensor | int]:
-        """The stored rows and ring position, for checkpoints."""
-        names = ("obs", "next_obs", "action", "reward", "terminated", "done", "valid") + (
+    def _names(self) -> tuple[str, ...]:
+        return ("obs", "next_obs", "action", "reward", "terminated", "done", "valid") + (
             ("mask", "next_mask") if self.masked else ()
         )
+
+    def member_state(self, member: int) -> dict[str, Tensor | int]:
+        """Member `member`'s stored rows and the ring position, as a buffer of one member stores
+        them (rows [filled, num_envs, …]), for checkpoints."""
         return {
-            **{name: getattr(self, name)[: self.filled].clone() for name in names},
+            **{name: getattr(self, name)[: self.filled, member].clone() for name in self._names()},
             "position": self.position,
             "filled": self.filled,
-            "size": self.size,
+            "size": int(self.size[member]),
         }
 
-    def load_state_dict(self, state: dict[str, Tensor | int]) -> None:
-        """Restore what `state_dict` returned."""
+    def load_member_state(self, member: int, state: dict[str, Tensor | int]) -> None:
+        """Restore what `member_state` returned into member `member`."""
         filled = int(state["filled"])
         if filled > self.rows or state["obs"].shape[1:2] != (self.num_envs,):
             raise ValueError(
                 f"checkpoint holds {filled} rows of {state['obs'].shape[1]} transitions; this buffer "
                 f"has {self.rows} rows of {self.num_envs} (trainer.buffer_size, env.num_envs)"
             )
-        for name, value in state.items():
-            if isinstance(value, Tensor):
-                getattr(self, name)[:filled] = value
-        self.position, self.filled, self.size = int(state["position"]), filled, int(state["size"])
+        for name in self._names():
+            getattr(self, name)[:filled, member] = state[name]
+        self.position, self.filled = int(state["position"]), filled
+        self.size[member] = int(state["size"])
+
+    def state_dict(self) -> dict[str, Tensor | int]:
+        """The state of a buffer of one member, for checkpoints."""
+        return self.member_state(0)
+
+    def load_state_dict(self, state: dict[str, Tensor | int]) -> None:
+        """Restore what `state_dict` returned."""
+        self.load_member_state(0, state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from rlgumbel.logger import Logger
 from rlgumbel.names import option_name, run_name
 from rlgumbel.schedules import Schedule
 from rlgumbel.schema import ConfigError, TrainerSettings, register_schema, validate
-from rlgumbel.trainer import Trainer
+from rlgumbel.selectors import ActionSelector
+from rlgumbel.trainer import Member, Trainer
 from rlgumbel.video import RENDER_KWARGS
 
 
@@ -31,14 +33,14 @@ def register_with_hydra() -> None:
     where a run's output goes."""
     register_schema()
     if not OmegaConf.has_resolver("rlgumbel.run_dir"):
-        OmegaConf.register_new_resolver("rlgumbel.run_dir", lambda resume, fresh: _resume_path(resume) or fresh)
+        OmegaConf.register_new_resolver("rlgumbel.run_dir", lambda resume, fresh: resume_path(resume) or fresh)
         OmegaConf.register_new_resolver(
-            "rlgumbel.output_subdir", lambda resume: None if _resume_path(resume) else layout.HYDRA_DIR
+            "rlgumbel.output_subdir", lambda resume: None if resume_path(resume) else layout.HYDRA_DIR
         )
         OmegaConf.register_new_resolver("rlgumbel.run_name", run_name)
 
 
-def _resume_path(resume: Any) -> str | None:
+def resume_path(resume: Any) -> str | None:
     """The run folder `resume=<run dir>` names; None for `resume=null|false|true`."""
     if resume is None or isinstance(resume, bool) or str(resume).lower() in ("true", "false", "none", "null", ""):
         return None
@@ -105,16 +107,66 @@ def build_envs(cfg: DictConfig, copies: int, env_id: str | None = None, render: 
         raise ConfigError(str(error)) from None
 
 
-def build_agent(cfg: DictConfig, envs: gym.vector.VectorEnv) -> ActorCritic:
-    """The config's agent and selector for `envs`' spaces, its networks initialised from `cfg.seed`."""
-    selector = _instantiate("selector", cfg.selector)
+def _member_values(nodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The members' config nodes as one: a value all share stays a value, one that differs
+    becomes the list of the members' values (nested nodes key by key)."""
+    merged = {}
+    for key, value in nodes[0].items():
+        values = [node[key] for node in nodes]
+        if isinstance(value, dict):
+            merged[key] = _member_values(values)
+        else:
+            merged[key] = value if all(v == value for v in values) else values
+    return merged
+
+
+def build_agent(cfgs: Sequence[DictConfig], envs: gym.vector.VectorEnv) -> ActorCritic:
+    """The agent of the members `cfgs` (one config per member, alike but in the per-member
+    hyperparameters) and their selector, for `envs`' spaces; member k's networks are drawn
+    from its `seed`."""
+    selector = _instantiate("selector", cfgs[0].selector)
     shape = env_shape(envs)
-    torch.manual_seed(cfg.seed)  # network initialisation
-    return _instantiate("agent", cfg.agent, obs_shape=shape.obs_shape, num_actions=shape.num_actions, selector=selector)
+    agent = OmegaConf.create(_member_values([OmegaConf.to_container(cfg.agent, resolve=True) for cfg in cfgs]))
+    return _instantiate(
+        "agent",
+        agent,
+        obs_shape=shape.obs_shape,
+        num_actions=shape.num_actions,
+        selector=selector,
+        seeds=[cfg.seed for cfg in cfgs],
+    )
+
+
+def _check_temperatures(cfg: DictConfig, temperature: Schedule, selector: ActionSelector) -> None:
+    low, _ = temperature.bounds()
+    if low < selector.min_temperature:
+        raise ConfigError(
+            f"selector={option_name(cfg.selector._target_)} needs temperatures >= "
+            f"{selector.min_temperature}, but the schedule reaches {low} "
+            "(check schedule.start and schedule.end)"
+        )
+
+
+def _build_member(
+    cfg: DictConfig, run_dir: Path, settings: TrainerSettings, checkpoint: dict[str, Any] | None
+) -> Member:
+    """One run of a population: its envs, schedule and logger (nothing is written yet)."""
+    solved = cfg.env.solved_return
+    return Member(
+        run_dir=run_dir,
+        seed=cfg.seed,
+        envs=build_envs(cfg, cfg.env.num_envs),
+        eval_envs=build_envs(cfg, settings.eval_episodes),
+        temperature=build_temperature(cfg),
+        logger=None,
+        solved_return=None if solved is None or math.isnan(solved) else float(solved),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        video_envs=build_envs(cfg, 1, render=True) if settings.video_every else None,
+    )
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None) -> Trainer:
-    """Validate `cfg` and build the trainer of one run; nothing is written until all is valid.
+    """Validate `cfg` and build the trainer of one run, a population of one (`build_population`).
 
     Args:
         cfg: the composed config (rlgumbel/configs/train.yaml and its groups).
@@ -123,50 +175,56 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     Raises:
         ConfigError: a value is invalid; the message names the key.
     """
-    cfg = validate(cfg)
-    torch.set_num_threads(cfg.num_threads)
-    settings: TrainerSettings = OmegaConf.to_object(cfg.trainer)
-    env = cfg.env
-    temperature = build_temperature(cfg)
-    envs = build_envs(cfg, env.num_envs)
-    eval_envs = build_envs(cfg, settings.eval_episodes)
+    return build_population([cfg], [run_dir], [checkpoint])
+
+
+def build_population(
+    cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], checkpoints: Sequence[dict[str, Any] | None]
+) -> Trainer:
+    """Validate the members' configs and build the trainer of their population; nothing is
+    written until all is valid.
+
+    Args:
+        cfgs: the composed configs (rlgumbel/configs/train.yaml and its groups), one per member,
+            alike in everything but the per-member keys (rlgumbel/population.py).
+        run_dirs: the members' run folders (from Hydra's runtime output dirs).
+        checkpoints: per member, a checkpoint of its run to continue from, or None; all from
+            one env step.
+    Raises:
+        ConfigError: a value is invalid; the message names the key.
+    """
+    cfgs = [validate(cfg) for cfg in cfgs]
+    torch.set_num_threads(cfgs[0].num_threads)
+    settings: TrainerSettings = OmegaConf.to_object(cfgs[0].trainer)
+    members = [_build_member(cfg, run_dir, settings, None) for cfg, run_dir in zip(cfgs, run_dirs)]
+    envs = members[0].envs
     shape = env_shape(envs)
-    agent = build_agent(cfg, envs)
-    low, _ = temperature.bounds()
-    if low < agent.selector.min_temperature:
-        raise ConfigError(
-            f"selector={option_name(cfg.selector._target_)} needs temperatures >= "
-            f"{agent.selector.min_temperature}, but the schedule reaches {low} "
-            "(check schedule.start and schedule.end)"
-        )
-    _, info = envs.reset(seed=cfg.seed)  # does the env give action masks? (the trainer resets again)
+    agent = build_agent(cfgs, envs)
+    for cfg, member in zip(cfgs, members):
+        _check_temperatures(cfg, member.temperature, agent.selector)
+    steps = {checkpoint["step"] for checkpoint in checkpoints if checkpoint is not None}
+    if len(steps) > 1 or (steps and None in checkpoints):
+        raise ConfigError(f"resume: the members' checkpoints are from different env steps {sorted(steps)}")
+    _, info = envs.reset(seed=cfgs[0].seed)  # does the env give action masks? (the trainer resets again)
     masked = action_mask(info, envs.num_envs, shape.num_actions) is not None
     buffer = ReplayBuffer(
-        settings.buffer_size, shape.obs_shape, envs.num_envs, num_actions=shape.num_actions if masked else None
+        settings.buffer_size,
+        shape.obs_shape,
+        envs.num_envs,
+        num_actions=shape.num_actions if masked else None,
+        members=len(cfgs),
     )
-    solved = env.solved_return
-    logger = Logger(
-        run_dir / layout.TB_DIR,
-        hparams(cfg),
-        OmegaConf.to_yaml(cfg, resolve=True),
-        purge_step=None if checkpoint is None else checkpoint["step"] + 1,
-    )
-    trainer = Trainer(
-        settings,
-        envs,
-        eval_envs,
-        agent,
-        temperature,
-        buffer,
-        logger,
-        run_dir,
-        cfg.seed,
-        solved_return=None if solved is None or math.isnan(solved) else float(solved),
-        config=OmegaConf.to_container(cfg, resolve=True),
-        video_envs=build_envs(cfg, 1, render=True) if settings.video_every else None,
-    )
-    if checkpoint is not None:
-        trainer.load_state_dict(checkpoint)
+    for cfg, member, checkpoint in zip(cfgs, members, checkpoints):
+        member.logger = Logger(
+            member.run_dir / layout.TB_DIR,
+            hparams(cfg),
+            OmegaConf.to_yaml(cfg, resolve=True),
+            purge_step=None if checkpoint is None else checkpoint["step"] + 1,
+        )
+    trainer = Trainer(settings, members, agent, buffer)
+    for k, checkpoint in enumerate(checkpoints):
+        if checkpoint is not None:
+            trainer.load_member_state(k, checkpoint)
     return trainer
 
 
@@ -186,7 +244,7 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, Pa
     composed config itself, continuing its own output folder if that holds a checkpoint
     (what a requeued cluster job does). Otherwise: `cfg`, no folder.
     """
-    path = _resume_path(cfg.get("resume"))
+    path = resume_path(cfg.get("resume"))
     if path is None:
         return cfg, None
     try:

@@ -3,6 +3,10 @@
 Every selector returns, for a batch of logits, the action sent to the environment, a
 differentiable action vector for the actor's loss, and the policy's log-probabilities and
 entropy. Selectors are stateless: the trainer passes the temperature and the random generator.
+
+Shapes below are those of one batch, logits [B, A]; every selector acts row by row, so a
+population's logits [K, B, A] work the same, with per-member temperatures [K, 1, 1] and
+`MemberGenerators` (member k's noise from its own generator, rlgumbel/generators.py).
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from rlgumbel.generators import Generator, rand, uniform_
 from rlgumbel.schedules import Schedule
+
+Temperature = float | Tensor  # a number, or per-member values [K, 1, 1] for a population's logits
 
 
 class Selection:
@@ -88,16 +95,13 @@ class ActionValue(Protocol):
 _TINY = {dtype: torch.finfo(dtype).tiny for dtype in (torch.float32, torch.float64)}
 
 
-def _log_exponential(
-    shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device | str
-) -> Tensor:
+def _log_exponential(shape: torch.Size, generator: Generator, dtype: torch.dtype, device: torch.device | str) -> Tensor:
     """`log(-log u)` = −g for standard Gumbel g, with u uniform in [tiny, 1): always finite.
 
     `uniform_(tiny, 1)` never yields 0, whose noise would be infinite; its largest value
     1 − 2⁻²⁴ bounds |g| below 17 in float32.
     """
-    uniform = torch.empty(shape, dtype=dtype, device=device)
-    uniform.uniform_(_TINY[dtype], 1.0, generator=generator)
+    uniform = uniform_(torch.empty(shape, dtype=dtype, device=device), _TINY[dtype], 1.0, generator)
     return uniform.log_().neg_().log_()
 
 
@@ -107,7 +111,7 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def gumbel_noise(
-    shape: torch.Size, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device | str = "cpu"
+    shape: torch.Size, generator: Generator, dtype: torch.dtype, device: torch.device | str = "cpu"
 ) -> Tensor:
     """Standard Gumbel noise `g = −log(−log u)`, finite for every float dtype.
 
@@ -119,12 +123,12 @@ def gumbel_noise(
     return _log_exponential(shape, generator, _work_dtype(dtype), device).neg_().to(dtype)
 
 
-def policy_action(logits: Tensor, greedy: bool, temperature: float, generator: torch.Generator | None) -> Tensor:
+def policy_action(logits: Tensor, greedy: bool, temperature: Temperature, generator: Generator) -> Tensor:
     """An evaluation's action [B]: the argmax of the logits, or a sample of `softmax(logits / temperature)`."""
     return logits.argmax(-1) if greedy else gumbel_max_sample(logits / temperature, generator)
 
 
-def perturbed_logits(logits: Tensor, generator: torch.Generator | None) -> Tensor:
+def perturbed_logits(logits: Tensor, generator: Generator) -> Tensor:
     """`logits + g`, g standard Gumbel, in float32 (float64 for float64 logits).
 
     Half-precision logits are upcast first: next to a logit of 100, bfloat16 would round the
@@ -141,7 +145,7 @@ def perturbed_logits(logits: Tensor, generator: torch.Generator | None) -> Tenso
     return work - _log_exponential(logits.shape, generator, work.dtype, logits.device)
 
 
-def gumbel_max_sample(logits: Tensor, generator: torch.Generator | None) -> Tensor:
+def gumbel_max_sample(logits: Tensor, generator: Generator) -> Tensor:
     """Exact sample from Categorical(softmax(logits)) by the Gumbel-max trick.
 
     Args:
@@ -172,7 +176,7 @@ def straight_through(hard: Tensor, soft: Tensor) -> Tensor:
     return _StraightThrough.apply(hard, soft)
 
 
-def tempered_softmax(scores: Tensor, temperature: float, row_max: Tensor | None = None) -> Tensor:
+def tempered_softmax(scores: Tensor, temperature: Temperature, row_max: Tensor | None = None) -> Tensor:
     """`softmax(scores / temperature)` that stays finite for huge scores and tiny temperatures.
 
     Subtracting the row maximum first keeps `scores / temperature <= 0`, so the division can
@@ -198,7 +202,9 @@ def entropy_of(log_probs: Tensor) -> Tensor:
     return -(log_probs.exp() * log_probs.clamp(min=floor)).sum(-1)
 
 
-def _check_temperature(temperature: float) -> None:
+def _check_temperature(temperature: Temperature) -> None:
+    if isinstance(temperature, Tensor):
+        return  # a population's temperatures, checked where their schedules are built
     # `type(...) is float` first: this runs on every call, and the ABC check is slow.
     is_number = type(temperature) is float or (
         isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
@@ -218,7 +224,7 @@ class ActionSelector:
 
     min_temperature: float = 0.0
 
-    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: Temperature, generator: Generator) -> Selection:
         """Choose actions for a batch.
 
         Args:
@@ -228,7 +234,7 @@ class ActionSelector:
         """
         raise NotImplementedError
 
-    def act(self, logits: Tensor, temperature: float, generator: torch.Generator | None, step: int) -> Tensor:
+    def act(self, logits: Tensor, temperature: Temperature, generator: Generator, step: int) -> Tensor:
         """The behaviour action for rollouts at env step `step`: [B] int64.
 
         A sample of `softmax(logits)` unless a selector explores otherwise.
@@ -260,14 +266,14 @@ class ArgmaxSelector(ActionSelector):
     def __init__(self, epsilon: Schedule) -> None:
         self.epsilon_schedule = epsilon
 
-    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: Temperature, generator: Generator) -> Selection:
         _check_temperature(temperature)
         row_max, env_action = logits.detach().max(-1, keepdim=True)
         hard = torch.zeros_like(logits).scatter_(-1, env_action, 1.0)
         action = straight_through(hard, tempered_softmax(logits, temperature, row_max))
         return Selection(logits, action, env_action=env_action.squeeze(-1), target_probs=hard)
 
-    def act(self, logits: Tensor, temperature: float, generator: torch.Generator | None, step: int) -> Tensor:
+    def act(self, logits: Tensor, temperature: Temperature, generator: Generator, step: int) -> Tensor:
         greedy = logits.argmax(-1)
         epsilon = self.epsilon(step)
         if epsilon == 0.0:
@@ -275,7 +281,7 @@ class ArgmaxSelector(ActionSelector):
         # A uniform draw among the unmasked actions: Gumbel-max over zero logits.
         uniform_logits = torch.where(torch.isneginf(logits), logits, torch.zeros_like(logits))
         random_action = gumbel_max_sample(uniform_logits, generator)
-        explore = torch.rand(greedy.shape, generator=generator, device=logits.device) < epsilon
+        explore = rand(greedy.shape, generator, logits.device) < epsilon
         return torch.where(explore, random_action, greedy)
 
     def epsilon(self, step: int) -> float:
@@ -290,7 +296,7 @@ class SampleSelector(ActionSelector):
     (REINFORCE with a state-dependent baseline; Williams 1992).
     """
 
-    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: Temperature, generator: Generator) -> Selection:
         _check_temperature(temperature)
         env_action = gumbel_max_sample(logits, generator)
         action = F.one_hot(env_action, logits.shape[-1]).to(logits.dtype)
@@ -319,7 +325,7 @@ class GumbelSoftmaxSelector(ActionSelector):
     def __init__(self, hard: bool) -> None:
         self.hard = hard
 
-    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: Temperature, generator: Generator) -> Selection:
         _check_temperature(temperature)
         perturbed = perturbed_logits(logits, generator)
         relaxed = torch.softmax(perturbed / temperature, dim=-1)
@@ -349,16 +355,14 @@ class StraightThroughSelector(ActionSelector):
     is therefore deterministic given the logits. Unlike `argmax`, the env action is a sample.
     """
 
-    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: Temperature, generator: Generator) -> Selection:
         _check_temperature(temperature)
         env_action = gumbel_max_sample(logits, generator)
         action = straight_through(_one_hot(env_action, logits), tempered_softmax(logits, temperature))
         return Selection(logits, action, env_action=env_action)
 
 
-def conditional_perturbed_logits(
-    logits: Tensor, env_action: Tensor, samples: int, generator: torch.Generator | None
-) -> Tensor:
+def conditional_perturbed_logits(logits: Tensor, env_action: Tensor, samples: int, generator: Generator) -> Tensor:
     """Draws of `z = logits + g`, g i.i.d. standard Gumbel, conditioned on `argmax z = env_action`.
 
     Top-down construction (Maddison et al. 2014, A* sampling; Paulus et al. 2021, Gumbel-Rao).
@@ -378,24 +382,26 @@ def conditional_perturbed_logits(
     A masked action (θ_i = −inf) gets z_i = −inf.
 
     Args:
-        logits: [B, A]; −inf marks a masked action. Not differentiated through.
-        env_action: [B] int64, an unmasked action per row (the conditioning event).
+        logits: [B, A] (or a population's [P, B, A]); −inf marks a masked action. Not
+            differentiated through.
+        env_action: [B] (or [P, B]) int64, an unmasked action per row (the conditioning event).
         samples: K, the number of conditional draws per row.
     Returns:
-        [K, B, A] detached, in float32 (float64 for float64 logits).
+        [K, B, A] (or [P, K, B, A]) detached, in float32 (float64 for float64 logits).
     """
     theta = logits.detach()
     if theta.dtype not in _TINY:
         theta = theta.float()
-    batch, num_actions = theta.shape
-    shape = (samples, batch, num_actions)
+    *lead, batch, num_actions = theta.shape
+    shape = (*lead, samples, batch, num_actions)
+    theta = theta.unsqueeze(-3)  # [(P,) 1, B, A]
     top = theta.logsumexp(-1, keepdim=True) + gumbel_noise(
-        torch.Size((samples, batch, 1)), generator, theta.dtype, theta.device
+        torch.Size((*lead, samples, batch, 1)), generator, theta.dtype, theta.device
     )
     unconditional = theta - _log_exponential(torch.Size(shape), generator, theta.dtype, theta.device)
     below = -torch.logaddexp(-top, -unconditional)
     below = torch.minimum(below, top.nextafter(torch.full_like(top, -math.inf)))
-    index = env_action.view(1, batch, 1).expand(samples, batch, 1)
+    index = env_action.unsqueeze(-2).unsqueeze(-1).expand(*lead, samples, batch, 1)
     return below.scatter_(-1, index, top)
 
 
@@ -416,7 +422,7 @@ class GumbelRaoSelector(ActionSelector):
     def __init__(self, samples: int) -> None:
         self.samples = samples
 
-    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: Temperature, generator: Generator) -> Selection:
         _check_temperature(temperature)
         env_action = gumbel_max_sample(logits, generator)
         hard = _one_hot(env_action, logits)
@@ -427,9 +433,11 @@ class GumbelRaoSelector(ActionSelector):
         # The draws come in float32 for half-precision logits, and so does the relaxed sample.
         perturbed = conditional_perturbed_logits(logits, env_action, self.samples, generator)
         # The noise g_k = z_k − θ, held fixed; 0 at masked actions, where z − θ is −inf − (−inf).
-        masked = torch.isneginf(logits.detach())
-        noise = torch.where(masked, 0.0, perturbed - logits.detach())
-        relaxed = tempered_softmax(logits + noise, temperature).mean(0).to(logits.dtype)
+        masked = torch.isneginf(logits.detach()).unsqueeze(-3)
+        noise = torch.where(masked, 0.0, perturbed - logits.detach().unsqueeze(-3))
+        if isinstance(temperature, Tensor):
+            temperature = temperature.unsqueeze(-3)  # [P, 1, 1] → [P, 1, 1, 1] over the K draws
+        relaxed = tempered_softmax(logits.unsqueeze(-3) + noise, temperature).mean(-3).to(logits.dtype)
         return Selection(logits, straight_through(hard, relaxed), env_action=env_action)
 
 
@@ -444,7 +452,7 @@ class _ReinMax(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits: Tensor, hard: Tensor, temperature: float) -> Tensor:
+    def forward(ctx, logits: Tensor, hard: Tensor, temperature: Temperature) -> Tensor:
         work = logits if logits.dtype in _TINY else logits.float()
         probs = torch.softmax(work, dim=-1)
         shifted = 0.5 * (tempered_softmax(work, temperature) + hard.to(work.dtype))
@@ -478,9 +486,10 @@ class ReinmaxSelector(ActionSelector):
 
     min_temperature = 1.0
 
-    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: Temperature, generator: Generator) -> Selection:
         _check_temperature(temperature)
-        if not temperature >= self.min_temperature:
+        lowest = float(temperature.min()) if isinstance(temperature, Tensor) else temperature
+        if not lowest >= self.min_temperature:
             raise ValueError(
                 f"selector=reinmax needs temperature >= {self.min_temperature} (Liu et al. 2023), got {temperature!r}"
             )
@@ -499,7 +508,7 @@ class ExpectedSelector(ActionSelector):
     not enter. The action vector for critic targets is the one-hot of the env action.
     """
 
-    def select(self, logits: Tensor, temperature: float, generator: torch.Generator | None) -> Selection:
+    def select(self, logits: Tensor, temperature: Temperature, generator: Generator) -> Selection:
         _check_temperature(temperature)
         env_action = gumbel_max_sample(logits, generator)
         return Selection(logits, _one_hot(env_action, logits), env_action=env_action)

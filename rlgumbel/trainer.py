@@ -1,4 +1,5 @@
-"""The training loop: collect → store → update → evaluate → log → checkpoint."""
+"""The training loop of a population (a single run is one of one): collect → store → update →
+evaluate → log → checkpoint."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +20,12 @@ from tqdm import tqdm
 
 from rlgumbel import layout
 from rlgumbel.agents import ActorCritic
-from rlgumbel.agents.actor_critic import NonFiniteUpdate
+from rlgumbel.agents.actor_critic import MemberActor, MemberCritic
 from rlgumbel.buffer import ReplayBuffer
 from rlgumbel.checkpoint import save_checkpoint
 from rlgumbel.diagnostics import gradient_diagnostics
 from rlgumbel.envs import action_mask, restore_vector_env_state, vector_env_state
+from rlgumbel.generators import MemberGenerators, randint
 from rlgumbel.logger import Logger
 from rlgumbel.schedules import Schedule
 from rlgumbel.schema import TrainerSettings
@@ -50,100 +54,137 @@ def eval_reset_seed(seed: int) -> int:
 
 def evaluate(
     agent: ActorCritic,
-    envs: gym.vector.VectorEnv,
+    envs: Sequence[gym.vector.VectorEnv],
     greedy: bool,
-    seed: int,
-    generator: torch.Generator,
+    seeds: Sequence[int],
+    generators: Sequence[torch.Generator],
     temperature: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One episode in each copy of `envs`, actions from one batched forward pass per step.
+    members: Sequence[int] | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One episode in each copy of each member's `envs`, actions from one batched forward pass
+    per step. A member's envs, generator and seed are `envs[k]`, `generators[k]`, `seeds[k]`;
+    a member whose episodes have all ended is no longer stepped and draws no more numbers.
 
     Args:
         greedy: argmax of the logits if true, else a sample of `softmax(logits / temperature)`.
-        seed: reset seed, so every evaluation of a run sees the same start states.
+        seeds: reset seeds, so every evaluation of a run sees the same start states.
+        members: which of the agent's members to evaluate (default all).
     Returns:
-        [num_envs] episode returns and [num_envs] episode lengths.
+        Per evaluated member, [num_envs] episode returns and [num_envs] episode lengths.
     """
-    obs, info = envs.reset(seed=seed)
-    num_actions = int(envs.single_action_space.n)
-    returns = np.zeros(envs.num_envs)
-    lengths = np.zeros(envs.num_envs, dtype=np.int64)
-    done = np.zeros(envs.num_envs, dtype=bool)
-    while not done.all():
-        mask = action_mask(info, envs.num_envs, num_actions)
-        logits = agent.logits(torch.as_tensor(obs, dtype=torch.float32), mask)
-        action = policy_action(logits, greedy, temperature, generator)
-        obs, reward, terminated, truncated, info = envs.step(action.numpy())
-        returns += np.where(done, 0.0, reward)
-        lengths += ~done
-        done |= terminated | truncated
-    return returns, lengths
+    members = range(agent.members) if members is None else members
+    first = envs[members[0]]
+    num_actions, copies = int(first.single_action_space.n), first.num_envs
+    obs = torch.zeros(agent.members, copies, *first.single_observation_space.shape)
+    masks: list[torch.Tensor | None] = [None] * agent.members
+    returns = {k: np.zeros(copies) for k in members}
+    lengths = {k: np.zeros(copies, dtype=np.int64) for k in members}
+    done = {k: np.zeros(copies, dtype=bool) for k in members}
+    for k in members:
+        member_obs, info = envs[k].reset(seed=seeds[k])
+        obs[k] = torch.as_tensor(member_obs, dtype=torch.float32)
+        masks[k] = action_mask(info, copies, num_actions)
+    while running := [k for k in members if not done[k].all()]:
+        logits = agent.logits(obs, _stack_masks(masks, obs.shape[:2], num_actions))
+        for k in running:
+            action = policy_action(logits[k], greedy, temperature, generators[k])
+            member_obs, reward, terminated, truncated, info = envs[k].step(action.numpy())
+            obs[k] = torch.as_tensor(member_obs, dtype=torch.float32)
+            masks[k] = action_mask(info, copies, num_actions)
+            returns[k] += np.where(done[k], 0.0, reward)
+            lengths[k] += ~done[k]
+            done[k] |= terminated | truncated
+    return [(returns[k], lengths[k]) for k in members]
 
 
-class Trainer:
-    """Trains one agent on one vector env and writes everything into `run_dir`.
+def _stack_masks(masks: Sequence[torch.Tensor | None], shape: Sequence[int], num_actions: int) -> torch.Tensor | None:
+    """The members' allowed-action masks [K, N, A] (every action allowed where one has none),
+    or None when no member's env gives masks."""
+    if all(mask is None for mask in masks):
+        return None
+    every = torch.ones(*shape, num_actions, dtype=torch.bool)
+    return torch.stack([every[0] if mask is None else mask for mask in masks])
 
-    Args:
-        settings: budget, update rhythm and evaluation cadence.
-        envs, eval_envs: training and evaluation vector envs.
-        agent: the learning rule (owns the selector).
-        temperature: schedule of the selector's temperature over env steps.
-        buffer: replay buffer sized for the env.
-        logger: TensorBoard writer of this run.
+
+@dataclass
+class Member:
+    """One run of a population: what it is trained on and where it writes.
+
+    Attributes:
         run_dir: the run's folder; checkpoints go to `run_dir / layout.CHECKPOINT_DIR`.
-        seed: seeds the env resets and the run's generator.
+        seed: seeds the env resets and the member's generators.
+        envs, eval_envs: training and evaluation vector envs.
+        temperature: schedule of the selector's temperature over env steps.
+        logger: TensorBoard writer of this run.
         solved_return: greedy eval return that counts as solving the env (for the summary).
         config: the run's resolved config as a plain dict, stored in checkpoints so that a
             resume can tell whether it continues the same experiment.
         video_envs: one copy of the env rendering `rgb_array`, for `settings.video_every`.
     """
 
-    def __init__(
-        self,
-        settings: TrainerSettings,
-        envs: gym.vector.VectorEnv,
-        eval_envs: gym.vector.VectorEnv,
-        agent: ActorCritic,
-        temperature: Schedule,
-        buffer: ReplayBuffer,
-        logger: Logger,
-        run_dir: Path,
-        seed: int,
-        solved_return: float | None = None,
-        config: dict[str, Any] | None = None,
-        video_envs: gym.vector.VectorEnv | None = None,
-    ) -> None:
-        self.settings, self.envs, self.eval_envs, self.video_envs = settings, envs, eval_envs, video_envs
-        self.agent, self.temperature, self.buffer, self.logger = agent, temperature, buffer, logger
-        self.run_dir, self.seed, self.solved_return = run_dir, seed, solved_return
-        self.config = config or {}
-        self.generator = torch.Generator().manual_seed(seed)
-        self.eval_generator = torch.Generator().manual_seed(seed + 1)
-        # Diagnostics draw from their own generator: training is the same with them on or off.
-        self.diagnostics_generator = torch.Generator().manual_seed(seed + 2)
-        self.num_actions = int(envs.single_action_space.n)
-        self.step = 0
-        self.evaluations: list[tuple[int, float, float]] = []  # (step, greedy, sampled)
-        self.first_solved_step: int | None = None
-        self.wall_seconds = 0.0  # training time of earlier sessions of this run
-        self.metrics: dict[str, Any] = {}
-        obs, info = envs.reset(seed=seed)
-        self.obs = torch.as_tensor(obs, dtype=torch.float32)
-        self.agent.observe(self.obs)
-        self.mask = action_mask(info, envs.num_envs, self.num_actions)  # allowed actions, or None
-        self.autoreset = torch.zeros(envs.num_envs, dtype=torch.bool)
-        self.skipped_updates = 0
-        self._stop_signal: int | None = None
-        self._failure: str | None = None
+    run_dir: Path
+    seed: int
+    envs: gym.vector.VectorEnv
+    eval_envs: gym.vector.VectorEnv
+    temperature: Schedule
+    logger: Logger
+    solved_return: float | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    video_envs: gym.vector.VectorEnv | None = None
 
-    def run(self) -> dict[str, Any]:
-        """Train until `total_steps`, or until SIGINT/SIGTERM (then checkpoint and exit code 128+n).
+
+class Trainer:
+    """Trains a population of K agents, each on its own vector env, and writes member k's run
+    into `members[k].run_dir`. A single run is a population of one.
+
+    Every member's numbers come from its own envs and generators, so that a member trains as it
+    would alone; a member whose update diverges stops (`strict`) while the others go on.
+
+    Args:
+        settings: budget, update rhythm and evaluation cadence, shared by the members.
+        members: the runs, in the order of the agent's members.
+        agent: the learning rule of all members (owns the selector).
+        buffer: replay buffer sized for the env and the members.
+    """
+
+    def __init__(
+        self, settings: TrainerSettings, members: Sequence[Member], agent: ActorCritic, buffer: ReplayBuffer
+    ) -> None:
+        self.settings, self.members, self.agent, self.buffer = settings, list(members), agent, buffer
+        seeds = [member.seed for member in self.members]
+        self.generator = MemberGenerators(seeds)
+        self.eval_generator = MemberGenerators([seed + 1 for seed in seeds])
+        # Diagnostics draw from their own generators: training is the same with them on or off.
+        self.diagnostics_generator = MemberGenerators([seed + 2 for seed in seeds])
+        first = self.members[0].envs
+        self.num_envs, self.num_actions = first.num_envs, int(first.single_action_space.n)
+        self.step = 0
+        count = len(self.members)
+        self.evaluations: list[list[tuple[int, float, float]]] = [[] for _ in range(count)]  # (step, greedy, sampled)
+        self.first_solved_step: list[int | None] = [None] * count
+        self.skipped_updates = [0] * count
+        self.failures: list[str | None] = [None] * count
+        self.learning = torch.ones(count, dtype=torch.bool)  # members that have not failed
+        self.wall_seconds = 0.0  # training time of earlier sessions of this run
+        self.metrics: dict[str, torch.Tensor] = {}
+        resets = [member.envs.reset(seed=member.seed) for member in self.members]
+        self.obs = torch.stack([torch.as_tensor(obs, dtype=torch.float32) for obs, _ in resets])
+        self.agent.observe(self.obs)
+        self.mask = self._masks([info for _, info in resets])  # allowed actions, or None
+        self.autoreset = torch.zeros(count, self.num_envs, dtype=torch.bool)
+        self._stop_signal: int | None = None
+
+    def _masks(self, infos: Sequence[dict[str, Any]]) -> torch.Tensor | None:
+        masks = [action_mask(info, self.num_envs, self.num_actions) for info in infos]
+        return _stack_masks(masks, (len(self.members), self.num_envs), self.num_actions)
+
+    def run(self) -> list[dict[str, Any] | None]:
+        """Train until `total_steps`, or until SIGINT/SIGTERM (then checkpoint every member).
 
         Returns:
-            The run's summary (final and best evaluations, first solved step, wall time).
-        Raises:
-            TrainingDiverged: with `strict`, a loss became NaN/inf (after the last good
-                parameters were checkpointed).
+            Each member's summary (final and best evaluations, first solved step, wall time),
+            None for a member that failed: `failures` holds its message, and its run folder its
+            last good parameters.
         """
         s = self.settings
         evaluate_now, log_now, checkpoint_now, diagnose = (
@@ -152,7 +193,7 @@ class Trainer:
             Every(s.checkpoint_every),
             Every(s.diagnostics_every),
         )
-        film_now = Every(s.video_every) if s.video_every and self.video_envs is not None else None
+        film_now = Every(s.video_every) if s.video_every and self.members[0].video_envs is not None else None
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         started, started_step = time.perf_counter(), self.step
         bar = tqdm(
@@ -163,9 +204,8 @@ class Trainer:
             disable=None if s.progress else True,
             file=sys.stderr,
         )
-        status = "failure"
         try:
-            while self.step < s.total_steps and self._stop_signal is None and self._failure is None:
+            while self.step < s.total_steps and self._stop_signal is None and bool(self.learning.any()):
                 before = self.step
                 self._collect()
                 if self.step >= s.learning_starts:
@@ -176,7 +216,7 @@ class Trainer:
                         self._diagnose()
                 if evaluate_now(before, self.step) or self.step >= s.total_steps:
                     self._evaluate()
-                    bar.set_postfix(eval_greedy=f"{self.evaluations[-1][1]:.1f}")
+                    bar.set_postfix(eval_greedy=self._progress_postfix())
                 if film_now is not None and film_now(before, self.step):
                     self._video()
                 if log_now(before, self.step):
@@ -184,19 +224,29 @@ class Trainer:
                 if checkpoint_now(before, self.step):
                     self._checkpoint()
                 bar.update(self.step - before)
-            status = "failure" if self._failure else "success" if self._stop_signal is None else None
         finally:
             bar.close()
             self.wall_seconds += time.perf_counter() - started
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self._checkpoint()
-            self.logger.close(status)
-        if self._failure:
-            raise TrainingDiverged(self._failure)
-        summary = self.summary()
-        (self.run_dir / layout.SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+            status = "success" if self._stop_signal is None else None
+            for k in self._live():
+                self.members[k].logger.close(status)
+        return [None if self.failures[k] else self._finish(k) for k in range(len(self.members))]
+
+    def _finish(self, member: int) -> dict[str, Any]:
+        summary = self.summary(member)
+        (self.members[member].run_dir / layout.SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
         return summary
+
+    def _progress_postfix(self) -> str:
+        greedy = [self.evaluations[k][-1][1] for k in self._live() if self.evaluations[k]]
+        return f"{greedy[0]:.1f}" if len(greedy) == 1 else f"median {np.median(greedy):.1f}" if greedy else "—"
+
+    def _live(self) -> list[int]:
+        """Members still training."""
+        return self.learning.nonzero().flatten().tolist()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop_signal = signum
@@ -206,21 +256,25 @@ class Trainer:
         """The signal number that stopped the run early, if any."""
         return self._stop_signal
 
+    def _temperatures(self) -> torch.Tensor:
+        """Every member's temperature at this step: [K, 1, 1]."""
+        return torch.tensor([member.temperature(self.step) for member in self.members]).view(-1, 1, 1)
+
     def _collect(self) -> None:
-        """One step of every env copy; transitions into the buffer; episode returns logged."""
+        """One step of every env copy of every member; transitions into the buffer; episode returns logged."""
         if self.step < self.settings.learning_starts:
             action = self._random_action()
         else:
-            action = self.agent.act(self.obs, self.temperature(self.step), self.generator, self.step, self.mask)
-        next_obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
-        next_obs = torch.as_tensor(next_obs, dtype=torch.float32)
-        next_mask = action_mask(info, self.envs.num_envs, self.num_actions)
-        terminated, truncated = torch.as_tensor(terminated), torch.as_tensor(truncated)
+            action = self.agent.act(self.obs, self._temperatures(), self.generator, self.step, self.mask)
+        steps = [member.envs.step(member_action.numpy()) for member, member_action in zip(self.members, action)]
+        next_obs = torch.stack([torch.as_tensor(result[0], dtype=torch.float32) for result in steps])
+        reward, terminated, truncated = (torch.as_tensor(np.stack([result[i] for result in steps])) for i in (1, 2, 3))
+        next_mask = self._masks([result[4] for result in steps])
         # After an episode ends, the next step only resets that copy: not a real transition.
         self.buffer.add(
             self.obs,
             action,
-            torch.as_tensor(reward, dtype=torch.float32),
+            reward.float(),
             next_obs,
             terminated,
             truncated,
@@ -231,74 +285,91 @@ class Trainer:
         self.agent.observe(next_obs)
         self.autoreset = terminated | truncated
         self.obs, self.mask = next_obs, next_mask
-        self.step += self.envs.num_envs
-        if "episode" in info:
-            finished = info["_episode"]
-            for episodic_return, length in zip(info["episode"]["r"][finished], info["episode"]["l"][finished]):
-                self.logger.scalars(
-                    {layout.EPISODIC_RETURN: episodic_return, "charts/episodic_length": length}, self.step
-                )
+        self.step += self.num_envs
+        for k in self._live():
+            info = steps[k][4]
+            if "episode" in info:
+                finished = info["_episode"]
+                for episodic_return, length in zip(info["episode"]["r"][finished], info["episode"]["l"][finished]):
+                    self.members[k].logger.scalars(
+                        {layout.EPISODIC_RETURN: episodic_return, "charts/episodic_length": length}, self.step
+                    )
 
     def _random_action(self) -> torch.Tensor:
-        """Uniform actions among the allowed ones: [N] int64."""
+        """Uniform actions among the allowed ones: [K, N] int64."""
         if self.mask is None:
-            return torch.randint(self.num_actions, (self.envs.num_envs,), generator=self.generator)
+            return randint(self.num_actions, (len(self.members), self.num_envs), self.generator)
         uniform = torch.zeros(self.mask.shape).masked_fill(~self.mask, float("-inf"))
         return gumbel_max_sample(uniform, self.generator)
 
     def _update(self) -> None:
-        temperature = self.temperature(self.step)
+        temperature = self._temperatures()
         self.agent.set_step(self.step)
         for _ in range(self.settings.updates_per_round):
             batch = self.buffer.sample(self.settings.batch_size, self.generator, horizon=self.agent.n_step)
-            try:
-                self.metrics = self.agent.update(batch, temperature, self.generator)
-            except NonFiniteUpdate as error:
-                self._on_non_finite(error)
-                if self._failure:
-                    return
+            metrics, failures = self.agent.update(batch, temperature, self.generator, self.learning)
+            for member, message in failures.items():
+                self._on_non_finite(member, message)
+            self.metrics = metrics
 
-    def _on_non_finite(self, error: NonFiniteUpdate) -> None:
-        """With `strict`, stop the run (the parameters are the last finite ones); otherwise
-        count the skipped batch, logged as health/skipped_updates."""
+    def _on_non_finite(self, member: int, message: str) -> None:
+        """With `strict`, stop the member (its parameters are the last finite ones, checkpointed
+        now); otherwise count the skipped batch, logged as health/skipped_updates."""
         if not self.settings.strict:
-            self.skipped_updates += 1
+            self.skipped_updates[member] += 1
             return
-        last = ", ".join(f"{tag} {float(value):.4g}" for tag, value in sorted(self.metrics.items()))
-        self._failure = (
-            f"training diverged at env step {self.step}: {error}; the update was not applied. "
+        metrics = {tag: float(value[member]) for tag, value in self.metrics.items()}
+        last = ", ".join(f"{tag} {value:.4g}" for tag, value in sorted(metrics.items()))
+        self.failures[member] = (
+            f"training diverged at env step {self.step}: {message}; the update was not applied. "
             f"Last finite metrics: {last or 'none yet'}. Set trainer.strict=false to skip such batches"
         )
+        self._checkpoint_member(member)
+        self.members[member].logger.close("failure")
+        self.learning[member] = False
 
     def _diagnose(self) -> None:
         """The actor gradient's bias and variance against the exact one, under `estimator/`."""
         batch = self.buffer.sample(self.settings.batch_size, self.diagnostics_generator)
         obs = self.agent.network_inputs(batch.obs)
-        metrics = gradient_diagnostics(
-            self.agent.actor,
-            obs,
-            self.agent.critic.bind,
-            self.agent.selector,
-            self.temperature(self.step),
-            self.diagnostics_generator,
-            self.settings.diagnostics_samples,
-        )
-        self.logger.scalars(metrics, self.step)
+        temperatures = self._temperatures()
+        for k in self._live():
+            metrics = gradient_diagnostics(
+                MemberActor(self.agent.actor, k),
+                obs[k],
+                MemberCritic(self.agent.critic, k).bind,
+                self.agent.selector,
+                float(temperatures[k]),
+                self.diagnostics_generator[k],
+                self.settings.diagnostics_samples,
+            )
+            self.members[k].logger.scalars(metrics, self.step)
 
     def _evaluate(self) -> None:
-        eval_seed = eval_reset_seed(self.seed)
-        greedy = evaluate(self.agent, self.eval_envs, True, eval_seed, self.eval_generator)[0].mean()
-        sampled = evaluate(self.agent, self.eval_envs, False, eval_seed, self.eval_generator)[0].mean()
-        self.evaluations.append((self.step, float(greedy), float(sampled)))
-        if self.first_solved_step is None and self.solved_return is not None and greedy >= self.solved_return:
-            self.first_solved_step = self.step
-        self.logger.scalars({layout.EVAL_RETURN_GREEDY: greedy, layout.EVAL_RETURN_SAMPLED: sampled}, self.step)
+        live = self._live()
+        seeds = [eval_reset_seed(member.seed) for member in self.members]
+        envs = [member.eval_envs for member in self.members]
+        greedy = evaluate(self.agent, envs, True, seeds, self.eval_generator, members=live)
+        sampled = evaluate(self.agent, envs, False, seeds, self.eval_generator, members=live)
+        for k, (greedy_returns, _), (sampled_returns, _) in zip(live, greedy, sampled):
+            greedy_mean, sampled_mean = float(greedy_returns.mean()), float(sampled_returns.mean())
+            self.evaluations[k].append((self.step, greedy_mean, sampled_mean))
+            solved = self.members[k].solved_return
+            if self.first_solved_step[k] is None and solved is not None and greedy_mean >= solved:
+                self.first_solved_step[k] = self.step
+            self.members[k].logger.scalars(
+                {layout.EVAL_RETURN_GREEDY: greedy_mean, layout.EVAL_RETURN_SAMPLED: sampled_mean}, self.step
+            )
 
     def _video(self) -> None:
         """A greedy episode from the evaluations' first start state, to TensorBoard as a GIF."""
-        frames, _ = record_episode(self.agent, self.video_envs, eval_reset_seed(self.seed), True, self.eval_generator)
-        height, width = frames[0].shape[:2]
-        self.logger.video(layout.EVAL_VIDEO, gif_bytes(frames, render_fps(self.video_envs)), height, width, self.step)
+        for k in self._live():
+            member = self.members[k]
+            seed = eval_reset_seed(member.seed)
+            frames, _ = record_episode(self.agent, member.video_envs, seed, True, self.eval_generator[k], member=k)
+            height, width = frames[0].shape[:2]
+            gif = gif_bytes(frames, render_fps(member.video_envs))
+            member.logger.video(layout.EVAL_VIDEO, gif, height, width, self.step)
 
     def _log(self, started: float, started_step: int) -> None:
         elapsed = time.perf_counter() - started
@@ -306,60 +377,72 @@ class Trainer:
             "perf/steps_per_second": (self.step - started_step) / max(elapsed, 1e-9),
             layout.WALL_SECONDS: self.wall_seconds + elapsed,
         }
-        policy = {
-            layout.TEMPERATURE: self.temperature(self.step),
-            layout.EPSILON: self.agent.selector.epsilon(self.step),
-            "health/skipped_updates": self.skipped_updates,
-        }
-        self.logger.scalars({**self.metrics, **policy, **perf}, self.step)
+        epsilon = self.agent.selector.epsilon(self.step)
+        for k in self._live():
+            policy = {
+                layout.TEMPERATURE: self.members[k].temperature(self.step),
+                layout.EPSILON: epsilon,
+                "health/skipped_updates": self.skipped_updates[k],
+            }
+            metrics = {tag: value[k] for tag, value in self.metrics.items()}
+            self.members[k].logger.scalars({**metrics, **policy, **perf}, self.step)
 
     def _checkpoint(self) -> None:
-        save_checkpoint(
-            self.run_dir / layout.CHECKPOINT_DIR, self.step, self.state_dict(), keep=self.settings.keep_checkpoints
-        )
-        self.logger.flush()
+        for k in self._live():
+            self._checkpoint_member(k)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue the run exactly."""
+    def _checkpoint_member(self, member: int) -> None:
+        directory = self.members[member].run_dir / layout.CHECKPOINT_DIR
+        save_checkpoint(directory, self.step, self.member_state(member), keep=self.settings.keep_checkpoints)
+        self.members[member].logger.flush()
+
+    def member_state(self, member: int) -> dict[str, Any]:
+        """Everything needed to continue member `member`'s run exactly, alone or in a population."""
+        k = member
         return {
-            "config": self.config,
+            "config": self.members[k].config,
             "step": self.step,
-            "agent": self.agent.state_dict(),
-            "buffer": self.buffer.state_dict(),
-            "generator": self.generator.get_state(),
-            "eval_generator": self.eval_generator.get_state(),
-            "diagnostics_generator": self.diagnostics_generator.get_state(),
-            "obs": self.obs,
-            "mask": self.mask,
-            "autoreset": self.autoreset,
-            "evaluations": self.evaluations,
-            "skipped_updates": self.skipped_updates,
-            "first_solved_step": self.first_solved_step,
+            "agent": self.agent.member_state(k),
+            "buffer": self.buffer.member_state(k),
+            "generator": self.generator[k].get_state(),
+            "eval_generator": self.eval_generator[k].get_state(),
+            "diagnostics_generator": self.diagnostics_generator[k].get_state(),
+            "obs": self.obs[k].clone(),
+            "mask": None if self.mask is None else self.mask[k].clone(),
+            "autoreset": self.autoreset[k].clone(),
+            "evaluations": self.evaluations[k],
+            "skipped_updates": self.skipped_updates[k],
+            "first_solved_step": self.first_solved_step[k],
             "wall_seconds": self.wall_seconds,
-            "envs": vector_env_state(self.envs),
+            "envs": vector_env_state(self.members[k].envs),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what `state_dict` returned."""
+    def load_member_state(self, member: int, state: dict[str, Any]) -> None:
+        """Restore what `member_state` returned into member `member`; every member must be
+        restored from the same env step."""
+        k = member
         self.step = state["step"]
-        self.agent.load_state_dict(state["agent"])
-        self.buffer.load_state_dict(state["buffer"])
-        self.generator.set_state(state["generator"])
-        self.eval_generator.set_state(state["eval_generator"])
-        self.diagnostics_generator.set_state(state["diagnostics_generator"])
-        self.obs, self.mask, self.autoreset = state["obs"], state["mask"], state["autoreset"]
-        self.skipped_updates = state["skipped_updates"]
-        self.evaluations = list(state["evaluations"])
-        self.first_solved_step = state["first_solved_step"]
+        self.agent.load_member_state(k, state["agent"])
+        self.buffer.load_member_state(k, state["buffer"])
+        self.generator[k].set_state(state["generator"])
+        self.eval_generator[k].set_state(state["eval_generator"])
+        self.diagnostics_generator[k].set_state(state["diagnostics_generator"])
+        self.obs[k], self.autoreset[k] = state["obs"], state["autoreset"]
+        if self.mask is not None:
+            self.mask[k] = state["mask"]
+        self.skipped_updates[k] = state["skipped_updates"]
+        self.evaluations[k] = list(state["evaluations"])
+        self.first_solved_step[k] = state["first_solved_step"]
         self.wall_seconds = state["wall_seconds"]
-        restore_vector_env_state(self.envs, state["envs"])
+        restore_vector_env_state(self.members[k].envs, state["envs"])
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, member: int = 0) -> dict[str, Any]:
         """Final, best and mean evaluation, first solved step, env steps and wall time. The mean
         of the greedy evaluations (the area under the learning curve over its length) is what a
         hyperparameter search maximises: it rewards learning early and staying there."""
-        final = self.evaluations[-1] if self.evaluations else (self.step, math.nan, math.nan)
-        greedy = [e[1] for e in self.evaluations]
+        evaluations = self.evaluations[member]
+        final = evaluations[-1] if evaluations else (self.step, math.nan, math.nan)
+        greedy = [e[1] for e in evaluations]
         return {
             "steps": self.step,
             "wall_seconds": self.wall_seconds,
@@ -367,6 +450,6 @@ class Trainer:
             "final_eval_return_sampled": final[2],
             "best_eval_return_greedy": max(greedy, default=math.nan),
             "mean_eval_return_greedy": sum(greedy) / len(greedy) if greedy else math.nan,
-            "first_solved_step": self.first_solved_step,
+            "first_solved_step": self.first_solved_step[member],
             "interrupted": self._stop_signal is not None,
         }

@@ -29,15 +29,17 @@ def record_episode(
     greedy: bool,
     generator: torch.Generator,
     temperature: float = 1.0,
+    member: int = 0,
 ) -> tuple[list[np.ndarray], float]:
     """The frames ([H, W, 3] uint8, the start state's first: episode length + 1 of them) and the
-    return of one episode in the only copy of `envs`, which renders `rgb_array` (`RENDER_KWARGS`);
-    actions as in `rlgumbel.trainer.evaluate`."""
+    return of one episode of the agent's member `member` in the only copy of `envs`, which renders
+    `rgb_array` (`RENDER_KWARGS`); actions as in `rlgumbel.trainer.evaluate`."""
     obs, info = envs.reset(seed=seed)
     frames, total = [video_frame(envs.render()[0])], 0.0
     num_actions = int(envs.single_action_space.n)
     while True:
-        logits = agent.logits(torch.as_tensor(obs, dtype=torch.float32), action_mask(info, 1, num_actions))
+        observation = torch.as_tensor(obs, dtype=torch.float32)
+        logits = agent.member_logits(member, observation, action_mask(info, 1, num_actions))
         action = policy_action(logits, greedy, temperature, generator)
         obs, reward, terminated, truncated, info = envs.step(action.numpy())
         total += float(reward[0])

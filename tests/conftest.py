@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
@@ -69,19 +68,19 @@ def compose_config() -> Callable[..., DictConfig]:
 def make_agent(compose_config) -> Callable[..., ActorCritic]:
     """`make_agent(obs_shape, num_actions, selector, **overrides)`: an `ActorCritic` with the
     shipped agent config's values (the schema's defaults, rlgumbel/schema.py), `overrides` replacing them
-    (`actor=` and `critic=` key by key), its networks initialised from torch seed 0."""
+    (`actor=` and `critic=` key by key), its networks initialised from seed 0 (`seeds=` for a population)."""
     defaults = OmegaConf.to_container(compose_config().agent, resolve=True)
     del defaults["_target_"]
 
     def make(obs_shape, num_actions: int, selector, **overrides) -> ActorCritic:
         values = copy.deepcopy(defaults)
+        seeds = overrides.pop("seeds", [0])
         for key, value in overrides.items():
             if key in ("actor", "critic"):
                 values[key].update(value)
             else:
                 values[key] = value
-        torch.manual_seed(0)
-        return ActorCritic(obs_shape, num_actions, selector, **values)
+        return ActorCritic(obs_shape, num_actions, selector, seeds=seeds, **values)
 
     return make
 

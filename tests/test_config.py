@@ -44,7 +44,7 @@ def test_every_option_composes_and_builds(group, option, compose_config, tmp_pat
             assert option_name(cfg[group]._target_) == option
         assert trainer.settings.total_steps == 400
     finally:
-        trainer.logger.close(None)
+        trainer.members[0].logger.close(None)
 
 
 def test_hparams_have_one_key_set_whatever_the_options(compose_config):

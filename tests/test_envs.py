@@ -81,9 +81,10 @@ def test_minatar_presets_train_with_the_image_encoder(game, compose_config, tmp_
     cfg = compose_config(f"env=minatar_{game}", *TINY, "env.num_envs=2", "env.kwargs.max_episode_steps=100")
     trainer = build_trainer(cfg, tmp_path)
     networks = (trainer.agent.actor, trainer.agent.critic)
-    assert all(any(isinstance(m, torch.nn.Conv2d) for m in net.modules()) for net in networks)
+    assert all(net.encoder.filters is not None for net in networks)  # the convolutional encoder
     actor_before = [p.detach().clone() for p in trainer.agent.actor.parameters()]
-    summary = trainer.run()
+    (summary,) = trainer.run()  # a single run: a population of one
+    assert summary is not None, trainer.failures[0]
     assert summary["steps"] == 400 and math.isfinite(summary["final_eval_return_greedy"])
     assert any(not torch.equal(a, p) for a, p in zip(actor_before, trainer.agent.actor.parameters()))
 
@@ -119,10 +120,10 @@ def test_stored_transitions_never_straddle_episodes(compose_config, tmp_path: Pa
     assert (expected == 1).any(), "no terminated episode was seen"
     # 30 vector steps of 3 copies: all real transitions kept (each ended episode costs one
     # reset step per copy, which is dropped)
-    assert buffer.size == 90 - (_episodes(trainer) - episodes_at_start)
-    trainer.logger.close(None)
+    assert buffer.size.tolist() == [90 - (_episodes(trainer) - episodes_at_start)]
+    trainer.members[0].logger.close(None)
 
 
 def _episodes(trainer) -> int:
     """Episodes started by the copies so far: each after the first cost one reset step."""
-    return sum(int(env.unwrapped.episode) for env in trainer.envs.unwrapped.envs)
+    return sum(int(env.unwrapped.episode) for env in trainer.members[0].envs.unwrapped.envs)

@@ -4,11 +4,16 @@ kinds, observation normalisation and the convolutional encoder.
 
 The networks are set by hand where a value is checked: a last layer with zero weights makes
 the actor's logits and each critic's Q-values constants that the test knows.
+
+The agents are populations of one: observations and batches are [1, B, …], targets [1, B],
+metrics [1], and a skipped step is reported in the failures that `update` returns.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
@@ -17,7 +22,6 @@ from hydra.utils import instantiate
 from torch.nn import functional as F
 
 from rlgumbel.agents import ActorCritic
-from rlgumbel.agents.actor_critic import NonFiniteUpdate, _check_finite
 from rlgumbel.buffer import Batch, one_step_batch
 from rlgumbel.networks import Actor, EnsembleEncoder, QHeadCritic
 from rlgumbel.schedules import ConstantSchedule
@@ -29,14 +33,14 @@ LOGITS = torch.tensor([0.5, -1.0, 1.5])
 # Q'_j(s', a) of the two target critics; which one is lower changes from action to action.
 TARGET_Q = torch.tensor([[1.0, 4.0, 2.0], [3.0, -2.0, 5.0]])
 Q_HAT = TARGET_Q.amin(0)  # per-action minimum: [1, -2, 2]
+ALL_MEMBERS = torch.ones(1, dtype=torch.bool)  # the members that take an actor step: the one
 
 
 def set_actor_logits(actor: Actor, logits: torch.Tensor) -> None:
     """The actor outputs `logits` [A] for every state."""
-    last = actor.net[-1][-1]
     with torch.no_grad():
-        last.weight.zero_()
-        last.bias.copy_(logits)
+        actor.net.weights[-1].zero_()
+        actor.net.biases[-1].copy_(logits.expand_as(actor.net.biases[-1]))
 
 
 def set_critic_values(critic: QHeadCritic, values: torch.Tensor) -> None:
@@ -63,17 +67,25 @@ def hand_agent(make_agent, selector=None, **overrides) -> ActorCritic:
 def hand_batch(
     rewards: list[list[float]], steps: list[int], terminated: list[float], next_mask: torch.Tensor | None = None
 ) -> Batch:
+    """The one member's batch [1, B, …]; `next_mask` [B, A]."""
     size = len(steps)
     return Batch(
-        obs=torch.zeros(size, OBS_DIM),
-        action=torch.zeros(size, dtype=torch.int64),
-        reward=torch.tensor(rewards),
-        next_obs=torch.randn(size, OBS_DIM, generator=torch.Generator().manual_seed(0)),
-        terminated=torch.tensor(terminated),
-        steps=torch.tensor(steps),
-        mask=None if next_mask is None else torch.ones(size, ACTIONS, dtype=torch.bool),
-        next_mask=next_mask,
+        obs=torch.zeros(1, size, OBS_DIM),
+        action=torch.zeros(1, size, dtype=torch.int64),
+        reward=torch.tensor([rewards]),
+        next_obs=torch.randn(1, size, OBS_DIM, generator=torch.Generator().manual_seed(0)),
+        terminated=torch.tensor([terminated]),
+        steps=torch.tensor([steps]),
+        mask=None if next_mask is None else torch.ones(1, size, ACTIONS, dtype=torch.bool),
+        next_mask=None if next_mask is None else next_mask[None],
     )
+
+
+def td_target(agent: ActorCritic, batch: Batch, generator: torch.Generator | None) -> torch.Tensor:
+    """The one member's critic target at temperature 1: [B]."""
+    target = agent.td_target(batch, 1.0, generator)
+    assert target.shape == batch.steps.shape
+    return target[0]
 
 
 def expected_value(probs: torch.Tensor) -> float:
@@ -88,7 +100,7 @@ def test_expected_target_bootstraps_unless_terminated_and_sums_the_reward_window
         steps=[1, 1, 3, 2],
         terminated=[1.0, 0.0, 0.0, 1.0],
     )
-    target = agent.td_target(batch, 1.0, torch.Generator().manual_seed(0))
+    target = td_target(agent, batch, torch.Generator().manual_seed(0))
     by_hand = [
         1.0,  # terminated: the reward alone
         1.0 + GAMMA * value,  # truncated or running: bootstrap
@@ -102,7 +114,7 @@ def test_expected_target_averages_over_allowed_next_actions_only(make_agent):
     agent = hand_agent(make_agent)
     next_mask = torch.tensor([[True, True, False], [True, True, True]])  # action 2, the best, forbidden
     batch = hand_batch(rewards=[[0.0], [0.0]], steps=[1, 1], terminated=[0.0, 0.0], next_mask=next_mask)
-    target = agent.td_target(batch, 1.0, None)
+    target = td_target(agent, batch, None)
     allowed = torch.softmax(LOGITS[:2], -1)
     by_hand = [GAMMA * float((allowed * Q_HAT[:2]).sum()), GAMMA * expected_value(torch.softmax(LOGITS, -1))]
     torch.testing.assert_close(target, torch.tensor(by_hand), rtol=1e-6, atol=1e-6)
@@ -115,7 +127,7 @@ def test_the_configured_pessimism_combines_the_target_twins(pessimism, combined,
     # Q̂' = mean_j Q'_j − pessimism · mean_j |Q'_j − mean|: with two critics the minimum, the mean
     # and the maximum per action (rlgumbel.networks.ensemble_value).
     agent = hand_agent(make_agent, critic={"pessimism": pessimism})
-    target = agent.td_target(hand_batch([[0.0]], [1], [0.0]), 1.0, None)
+    target = td_target(agent, hand_batch([[0.0]], [1], [0.0]), None)
     by_hand = GAMMA * float((torch.softmax(LOGITS, -1) * combined).sum())
     assert float(target) == pytest.approx(by_hand, rel=1e-6)
 
@@ -123,15 +135,15 @@ def test_the_configured_pessimism_combines_the_target_twins(pessimism, combined,
 @pytest.mark.parametrize("kind", ["q_head", "concat"])
 def test_the_configured_ensemble_size_builds_that_many_critics(kind, make_agent):
     agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), critic={"kind": kind, "ensemble": 3})
-    values = agent.critic.values(torch.zeros(5, OBS_DIM), torch.eye(ACTIONS)[[0, 1, 2, 0, 1]])
-    assert values.shape == (3, 5) and agent.target_critic.ensemble == 3
+    values = agent.critic.values(torch.zeros(1, 5, OBS_DIM), torch.eye(ACTIONS)[[0, 1, 2, 0, 1]][None])
+    assert values.shape == (1, 3, 5) and agent.target_critic.ensemble == 3
 
 
 def test_argmax_targets_value_the_greedy_policy(make_agent):
     # argmax acts greedily (ε aside), so its expected target averages over the greedy action,
     # argmax LOGITS = 2, not over softmax(LOGITS)
     agent = hand_agent(make_agent, ArgmaxSelector(epsilon=ConstantSchedule(0.3)))
-    target = agent.td_target(hand_batch([[0.0]], [1], [0.0]), 1.0, None)
+    target = td_target(agent, hand_batch([[0.0]], [1], [0.0]), None)
     assert float(target) == pytest.approx(GAMMA * float(Q_HAT[2]), rel=1e-6)
 
 
@@ -139,14 +151,14 @@ def test_entropy_bonus_enters_the_soft_target(make_agent):
     agent = hand_agent(make_agent, entropy_coef=0.5)
     probs = torch.softmax(LOGITS, -1)
     entropy = float(-(probs * probs.log()).sum())
-    target = agent.td_target(hand_batch([[0.0]], [1], [0.0]), 1.0, None)
+    target = td_target(agent, hand_batch([[0.0]], [1], [0.0]), None)
     assert float(target) == pytest.approx(GAMMA * (expected_value(probs) + 0.5 * entropy), rel=1e-6)
 
 
 def test_without_entropy_backup_the_target_is_the_plain_expected_value(make_agent):
     agent = hand_agent(make_agent, entropy_coef=0.5, entropy_backup=False)
     probs = torch.softmax(LOGITS, -1)
-    target = agent.td_target(hand_batch([[0.0]], [1], [0.0]), 1.0, None)
+    target = td_target(agent, hand_batch([[0.0]], [1], [0.0]), None)
     assert float(target) == pytest.approx(GAMMA * expected_value(probs), rel=1e-6)
 
 
@@ -154,12 +166,12 @@ def test_sampled_target_values_the_selectors_action_by_the_per_action_minimum(ma
     # The argmax selector's action is the greedy one, action 2: Q̂' = min(2, 5) = 2.
     greedy = ArgmaxSelector(epsilon=ConstantSchedule(0.0))
     agent = hand_agent(make_agent, greedy, critic_target="sampled")
-    target = agent.td_target(hand_batch([[1.0]], [1], [0.0]), 1.0, None)
+    target = td_target(agent, hand_batch([[1.0]], [1], [0.0]), None)
     assert float(target) == pytest.approx(1.0 + GAMMA * float(Q_HAT[2]), rel=1e-6)
     # A relaxed Gumbel-softmax vector y is valued y · Q̂', a mix of per-action minima.
     agent = hand_agent(make_agent, critic_target="sampled")
     generator = torch.Generator().manual_seed(3)
-    target = agent.td_target(hand_batch([[0.0]] * 4, [1] * 4, [0.0] * 4), 1.0, generator)
+    target = td_target(agent, hand_batch([[0.0]] * 4, [1] * 4, [0.0] * 4), generator)
     relaxed = (
         GumbelSoftmaxSelector(hard=False).select(LOGITS.repeat(4, 1), 1.0, torch.Generator().manual_seed(3)).action
     )
@@ -181,12 +193,12 @@ def test_concat_critic_target_takes_the_minimum_of_the_twins(make_agent):
         agent.target_critic.net.biases[-1].copy_(torch.tensor([4.0, -1.0]).view(2, 1, 1))
     for kind in ("expected", "sampled"):
         agent.critic_target = kind
-        target = agent.td_target(hand_batch([[1.0]], [1], [0.0]), 1.0, torch.Generator().manual_seed(0))
+        target = td_target(agent, hand_batch([[1.0]], [1], [0.0]), torch.Generator().manual_seed(0))
         assert float(target) == pytest.approx(1.0 + GAMMA * -1.0, rel=1e-6)
 
 
 def policy_value(agent: ActorCritic, actor: Actor, obs: torch.Tensor) -> float:
-    """mean_s Σ_a π(a|s) Q̂(s, a) under the agent's current critics."""
+    """mean_s Σ_a π(a|s) Q̂(s, a) under the agent's current critics, for obs [1, B, D]."""
     with torch.no_grad():
         return float((torch.softmax(actor(obs), -1) * agent.critic.bind(obs).all()).sum(-1).mean())
 
@@ -211,13 +223,13 @@ def test_one_actor_step_raises_the_critics_value_of_the_policy(option, make_agen
         target_entropy_fraction=None,
     )
     generator = torch.Generator().manual_seed(0)
-    obs = torch.randn(2048, OBS_DIM, generator=generator)
+    obs = torch.randn(1, 2048, OBS_DIM, generator=generator)
     with torch.no_grad():  # critics with clear preferences between actions
         for weight in agent.critic.net.weights:
             weight.mul_(4.0)
-    before = Actor(OBS_DIM, ACTIONS, [64, 64])
+    before = Actor(1, OBS_DIM, ACTIONS, [64, 64])
     before.load_state_dict(agent.actor.state_dict())
-    agent._actor_step(obs, None, 1.0, generator)
+    agent._actor_step(obs, None, 1.0, generator, ALL_MEMBERS)
     gain = policy_value(agent, agent.actor, obs) - policy_value(agent, before, obs)
     assert gain > 0, gain
 
@@ -226,14 +238,14 @@ def test_the_entropy_bonus_moves_the_policy_towards_uniform(make_agent):
     # A critic that values every action alike leaves only the bonus α·H to move the actor.
     agent = hand_agent(make_agent, entropy_coef=1.0, actor_update_every=1, actor={"lr": 1e-2})
     set_critic_values(agent.critic, torch.zeros(2, ACTIONS))
-    obs = torch.zeros(64, OBS_DIM)
+    obs = torch.zeros(1, 64, OBS_DIM)
 
     def entropy() -> float:
-        probs = torch.softmax(agent.logits(obs[:1]), -1)
+        probs = torch.softmax(agent.logits(obs[:, :1]), -1)
         return float(-(probs * probs.log()).sum())
 
     before = entropy()
-    agent._actor_step(obs, None, 1.0, torch.Generator().manual_seed(0))
+    agent._actor_step(obs, None, 1.0, torch.Generator().manual_seed(0), ALL_MEMBERS)
     assert entropy() > before + 1e-3
 
 
@@ -244,13 +256,14 @@ def test_target_critics_follow_the_polyak_average(make_agent):
             param.add_(1.0)  # targets apart from the critics
     old_target = [p.detach().clone() for p in agent.target_critic.parameters()]
     batch = one_step_batch(
-        torch.randn(16, OBS_DIM),
-        torch.zeros(16, dtype=torch.int64),
-        torch.ones(16),
-        torch.randn(16, OBS_DIM),
-        torch.zeros(16),
+        torch.randn(1, 16, OBS_DIM),
+        torch.zeros(1, 16, dtype=torch.int64),
+        torch.ones(1, 16),
+        torch.randn(1, 16, OBS_DIM),
+        torch.zeros(1, 16),
     )
-    agent.update(batch, 1.0, torch.Generator().manual_seed(0))
+    _, failures = agent.update(batch, 1.0, torch.Generator().manual_seed(0))
+    assert failures == {}
     for old, new, critic in zip(old_target, agent.target_critic.parameters(), agent.critic.parameters()):
         torch.testing.assert_close(new, 0.75 * old + 0.25 * critic.detach(), rtol=1e-6, atol=1e-6)
 
@@ -272,21 +285,22 @@ def test_every_critic_form_and_target_learns_a_fixed_regression(kind, target, ma
         critic_target=target,
     )
     generator = torch.Generator().manual_seed(0)
-    obs = torch.randn(32, OBS_DIM, generator=generator)
-    action = torch.randint(ACTIONS, (32,), generator=generator)
-    reward = obs[:, 0] + action.float()
-    batch = one_step_batch(obs, action, reward, torch.randn(32, OBS_DIM, generator=generator), torch.zeros(32))
+    obs = torch.randn(1, 32, OBS_DIM, generator=generator)
+    action = torch.randint(ACTIONS, (1, 32), generator=generator)
+    reward = obs[..., 0] + action.float()
+    batch = one_step_batch(obs, action, reward, torch.randn(1, 32, OBS_DIM, generator=generator), torch.zeros(1, 32))
 
     def squared_errors() -> torch.Tensor:  # [E]
         with torch.no_grad():
-            values = agent.critic.values(agent.network_inputs(obs), F.one_hot(action, ACTIONS).float())
-        return (values - reward).square().mean(-1)
+            values = agent.critic.values(agent.network_inputs(obs), F.one_hot(action, ACTIONS).float())[0]
+        return (values - reward[0]).square().mean(-1)
 
     before = squared_errors()
-    first = agent.update(batch, 1.0, generator)["losses/critic"]
-    torch.testing.assert_close(first, before.sum())
+    metrics, failures = agent.update(batch, 1.0, generator)
+    assert failures == {}
+    torch.testing.assert_close(metrics["losses/critic"][0], before.sum())
     for _ in range(200):
-        agent.update(batch, 1.0, generator)
+        assert agent.update(batch, 1.0, generator)[1] == {}
     assert before.min() > 0.5 and (squared_errors() < 0.05 * before).all(), (before, squared_errors())
 
 
@@ -294,48 +308,52 @@ def test_normaliser_tracks_the_mean_and_variance_of_what_it_observed(make_agent)
     agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), normalize_observations=True)
     generator = torch.Generator().manual_seed(0)
     batches = [
-        torch.randn(n, OBS_DIM, generator=generator) * torch.tensor([1.0, 10.0, 0.01]) + 5.0 for n in (1, 4, 7, 4)
+        torch.randn(1, n, OBS_DIM, generator=generator) * torch.tensor([1.0, 10.0, 0.01]) + 5.0 for n in (1, 4, 7, 4)
     ]
     for batch in batches:
         agent.observe(batch)
-    seen = torch.cat(batches).double().numpy()
-    np.testing.assert_allclose(agent.normalizer.mean.numpy(), seen.mean(0), rtol=1e-5)
-    np.testing.assert_allclose(agent.normalizer.var.numpy(), seen.var(0), rtol=1e-4)
+    seen = torch.cat(batches, dim=1)[0].double().numpy()
+    np.testing.assert_allclose(agent.normalizer.mean[0].numpy(), seen.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(agent.normalizer.var[0].numpy(), seen.var(0), rtol=1e-4)
     # the networks see standardised inputs
     obs = torch.tensor(seen[:5], dtype=torch.float32)
     standardised = (obs - torch.tensor(seen.mean(0), dtype=torch.float32)) / torch.tensor(
         seen.std(0), dtype=torch.float32
     )
-    torch.testing.assert_close(agent.logits(obs), agent.actor(standardised), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(agent.logits(obs[None]), agent.actor(standardised[None]), rtol=1e-4, atol=1e-4)
     # and the statistics travel with the agent's state
     restored = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), normalize_observations=True)
     restored.load_state_dict(agent.state_dict())
     assert torch.equal(restored.normalizer.var, agent.normalizer.var)
 
 
-def test_grouped_convolution_equals_each_members_own_convolution():
-    # Reference: member j's filters applied to the image by a plain conv2d, one member at a time.
-    encoder = EnsembleEncoder(3, (4, 6, 5), "cnn", channels=2)
-    images = torch.randn(7, 4, 6, 5, generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("members, repeats", [(1, 3), (2, 3)])
+def test_batched_convolution_equals_each_networks_own_convolution(members, repeats):
+    # Reference: network n's filters (member n // repeats's network n % repeats) applied to its
+    # member's images by a plain conv2d, one network at a time; features position by position.
+    networks = members * repeats
+    encoder = EnsembleEncoder(members, repeats, (4, 6, 5), "cnn", channels=2)
+    images = torch.randn(members, 7, 4, 6, 5, generator=torch.Generator().manual_seed(0))
     out = encoder(images)
-    assert out.shape == (3, 7, 2 * 4 * 3)
-    weight, bias = encoder.conv.weight.view(3, 2, 4, 3, 3), encoder.conv.bias.view(3, 2)
-    for member in range(3):
-        expected = torch.relu(F.conv2d(images, weight[member], bias[member])).flatten(1)
-        torch.testing.assert_close(out[member], expected, rtol=1e-5, atol=1e-6)
+    assert out.shape == (networks, 7, 2 * 4 * 3)
+    for network in range(networks):
+        weight = encoder.filters[network].t().reshape(2, 4, 3, 3)  # [channels, C, 3, 3]
+        conv = torch.relu(F.conv2d(images[network // repeats], weight, encoder.bias[network, 0]))
+        expected = conv.flatten(2).transpose(1, 2).flatten(1)  # [B, positions · channels]
+        torch.testing.assert_close(out[network], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_cnn_agent_updates_on_image_observations(make_agent):
     agent = make_agent((4, 10, 10), ACTIONS, GumbelSoftmaxSelector(hard=False), encoder="cnn", actor_update_every=1)
     generator = torch.Generator().manual_seed(0)
-    images = (torch.rand(8, 4, 10, 10, generator=generator) < 0.1).float()
+    images = (torch.rand(1, 8, 4, 10, 10, generator=generator) < 0.1).float()
     before = [p.detach().clone() for p in agent.actor.parameters()]
-    metrics = agent.update(
-        one_step_batch(images, torch.zeros(8, dtype=torch.int64), torch.ones(8), images, torch.zeros(8)), 1.0, generator
-    )
+    batch = one_step_batch(images, torch.zeros(1, 8, dtype=torch.int64), torch.ones(1, 8), images, torch.zeros(1, 8))
+    metrics, failures = agent.update(batch, 1.0, generator)
+    assert failures == {}
     assert all(math.isfinite(float(v)) for v in metrics.values())
     assert any(not torch.equal(b, p) for b, p in zip(before, agent.actor.parameters()))
-    assert agent.logits(images).shape == (8, ACTIONS)
+    assert agent.logits(images).shape == (1, 8, ACTIONS)
     with pytest.raises(ValueError, match="agent.encoder=cnn needs image observations"):
         make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), encoder="cnn")
     with pytest.raises(ValueError, match="agent.encoder must be one of"):
@@ -347,14 +365,15 @@ def test_cnn_agent_updates_on_image_observations(make_agent):
 
 
 def _random_batch(size: int = 16, mask: torch.Tensor | None = None) -> Batch:
+    """The one member's batch [1, size, …]; `mask` [1, size, A]."""
     generator = torch.Generator().manual_seed(3)
     return Batch(
-        obs=torch.randn(size, OBS_DIM, generator=generator),
-        action=torch.randint(ACTIONS, (size,), generator=generator),
-        reward=torch.randn(size, 1, generator=generator),
-        next_obs=torch.randn(size, OBS_DIM, generator=generator),
-        terminated=torch.zeros(size),
-        steps=torch.ones(size, dtype=torch.int64),
+        obs=torch.randn(1, size, OBS_DIM, generator=generator),
+        action=torch.randint(ACTIONS, (1, size), generator=generator),
+        reward=torch.randn(1, size, 1, generator=generator),
+        next_obs=torch.randn(1, size, OBS_DIM, generator=generator),
+        terminated=torch.zeros(1, size),
+        steps=torch.ones(1, size, dtype=torch.int64),
         mask=mask,
         next_mask=mask,
     )
@@ -372,7 +391,7 @@ def test_an_update_draws_only_from_the_generator_it_is_given(option, make_agent,
         torch.manual_seed(global_seed)
         generator = torch.Generator().manual_seed(5)
         for _ in range(3):
-            agent.update(_random_batch(), 0.5, generator)
+            assert agent.update(_random_batch(), 0.5, generator)[1] == {}
         results.append(
             torch.cat([p.detach().flatten() for p in [*agent.actor.parameters(), *agent.critic.parameters()]])
         )
@@ -384,30 +403,111 @@ def test_the_actor_step_keeps_to_the_allowed_actions(make_agent):
     # actor's gradient is zero however the critic values the masked actions.
     agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), actor_update_every=1)
     set_critic_values(agent.critic, torch.tensor([[0.0, 9.0, 9.0], [0.0, 9.0, 9.0]]))
-    mask = torch.zeros(16, ACTIONS, dtype=torch.bool)
-    mask[:, 0] = True
+    mask = torch.zeros(1, 16, ACTIONS, dtype=torch.bool)
+    mask[..., 0] = True
     before = [p.detach().clone() for p in agent.actor.parameters()]
-    metrics = agent.update(_random_batch(mask=mask), 1.0, torch.Generator().manual_seed(0))
+    metrics, failures = agent.update(_random_batch(mask=mask), 1.0, torch.Generator().manual_seed(0))
+    assert failures == {}
     assert float(metrics["policy/entropy"]) == 0.0 and float(metrics["policy/grad_norm"]) == 0.0
     assert all(torch.equal(b, p) for b, p in zip(before, agent.actor.parameters()))
 
 
-@pytest.mark.parametrize("loss, grad_norm", [(math.nan, 1.0), (1.0, math.inf), (math.inf, math.nan)])
-def test_a_step_with_a_non_finite_loss_or_gradient_norm_is_refused(loss, grad_norm):
+def _replace_gradients(params, value: float) -> list[torch.utils.hooks.RemovableHandle]:
+    """Hooks that make every gradient of `params` equal `value` wherever autograd computes one."""
+    return [param.register_hook(lambda grad: torch.full_like(grad, value)) for param in params]
+
+
+def _snapshot(agent: ActorCritic, parts: tuple[str, ...]) -> list[torch.Tensor]:
+    """Copies of the parameters and the optimizer state (moments, step counts) of `parts`."""
+    tensors = []
+    for part in parts:
+        optimizer = getattr(agent, f"{part}_optimizer")
+        tensors += [*getattr(agent, part).parameters(), *optimizer.exp_avg, *optimizer.exp_avg_sq, optimizer.steps]
+        if part == "critic":
+            tensors += list(agent.target_critic.parameters())
+    return [tensor.detach().clone() for tensor in tensors]
+
+
+LOSS_TEXT = {"nan": "nan", "inf": "-?inf", "finite": r"-?\d+(\.\d+)?(e[-+]\d+)?"}
+GRADIENT_TEXT = {0.0: "0", math.inf: "inf", None: r"\S+"}
+
+
+@pytest.mark.parametrize("part", ["critic", "actor"])
+@pytest.mark.parametrize("loss, gradient", [("nan", 0.0), ("finite", math.inf), ("inf", None)])
+def test_a_step_with_a_non_finite_loss_or_gradient_norm_is_refused(part, loss, gradient, make_agent):
     # A finite loss can still have an infinite gradient (a log or square root at 0); either one
-    # alone must stop the step before the optimizer applies it.
-    with pytest.raises(NonFiniteUpdate, match="^actor loss"):
-        _check_finite("actor", torch.tensor(loss), torch.tensor(grad_norm))
-    _check_finite("actor", torch.tensor(1.0), torch.tensor(2.0))
+    # alone must stop the step before the optimizer applies it, and `update` reports the part and
+    # both values. The critic's loss is poisoned by the rewards; the actor's, with the critics'
+    # target left finite, by the entropy coefficient α; `gradient` (None: autograd's own) replaces
+    # every gradient of the part.
+    poison = {"nan": math.nan, "inf": math.inf, "finite": 1.0}[loss]
+    agent = make_agent(
+        OBS_DIM,
+        ACTIONS,
+        GumbelSoftmaxSelector(hard=False),
+        actor_update_every=1,
+        entropy_backup=False,
+        target_entropy_fraction=None,
+        entropy_coef=poison if part == "actor" else 0.1,
+    )
+    batch = _random_batch()
+    if part == "critic":
+        batch = dataclasses.replace(batch, reward=batch.reward * poison)
+    if gradient is not None:
+        _replace_gradients(getattr(agent, part).parameters(), gradient)
+    # A refused critic step skips the whole update (the actor step is not tried).
+    unchanged = ("actor", "critic") if part == "critic" else ("actor",)
+    before = _snapshot(agent, unchanged)
+    _, failures = agent.update(batch, 1.0, torch.Generator().manual_seed(0))
+    assert list(failures) == [0], failures
+    message = f"{part} loss {LOSS_TEXT[loss]}, gradient norm {GRADIENT_TEXT[gradient]}"
+    assert re.fullmatch(message, failures[0]), failures
+    assert all(torch.equal(old, new) for old, new in zip(before, _snapshot(agent, unchanged)))
 
 
 def test_a_non_finite_actor_step_names_the_actor_and_leaves_it_unchanged(make_agent):
-    agent = hand_agent(make_agent, actor_update_every=1)
-    before = [p.detach().clone() for p in agent.actor.parameters()]
-    obs = torch.full((4, OBS_DIM), math.nan)
-    with pytest.raises(NonFiniteUpdate, match="^actor loss nan"):
-        agent._actor_step(obs, None, 1.0, torch.Generator().manual_seed(0))
-    assert all(torch.equal(p, old) for p, old in zip(agent.actor.parameters(), before))
+    # After a good actor step, a gradient gone NaN: the actor, its optimizer and α stay where
+    # the good step left them, and the metrics go on reporting that step.
+    agent = make_agent(
+        OBS_DIM,
+        ACTIONS,
+        GumbelSoftmaxSelector(hard=False),
+        actor_update_every=1,
+        entropy_coef=0.1,
+        target_entropy_fraction=0.5,
+        entropy_lr=1e-2,
+    )
+    generator = torch.Generator().manual_seed(0)
+    good, failures = agent.update(_random_batch(), 1.0, generator)
+    assert failures == {}
+
+    def actor_state() -> list[torch.Tensor]:
+        return [*_snapshot(agent, ("actor",)), agent.log_entropy_coef.clone()]
+
+    before = actor_state()
+    _replace_gradients(agent.actor.parameters(), math.nan)
+    metrics, failures = agent.update(_random_batch(), 1.0, generator)
+    assert list(failures) == [0], failures
+    assert re.fullmatch(f"actor loss {LOSS_TEXT['finite']}, gradient norm nan", failures[0]), failures
+    assert all(torch.equal(old, new) for old, new in zip(before, actor_state()))
+    for tag in ("losses/actor", "policy/entropy", "policy/grad_norm", "policy/entropy_coef"):
+        assert torch.equal(metrics[tag], good[tag]), tag
+
+
+def test_a_skipped_update_still_counts_towards_the_actor_delay(make_agent):
+    # With actor_update_every=2 the actor steps on updates 0, 2, 4, …; a refused update 0 (NaN
+    # rewards) still counts, so update 1 leaves the actor and update 2 moves it.
+    agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), actor_update_every=2)
+    generator = torch.Generator().manual_seed(0)
+    good = _random_batch()
+    bad = dataclasses.replace(good, reward=torch.full_like(good.reward, math.nan))
+    assert agent.update(bad, 1.0, generator)[1][0].startswith("critic loss nan")
+    changed = []
+    for _ in range(2):
+        before = [p.detach().clone() for p in agent.actor.parameters()]
+        assert agent.update(good, 1.0, generator)[1] == {}
+        changed.append(any(not torch.equal(b, p) for b, p in zip(before, agent.actor.parameters())))
+    assert changed == [False, True]
 
 
 def test_the_configured_learning_rates_set_the_size_of_the_first_steps(make_agent):
@@ -427,14 +527,13 @@ def test_the_configured_learning_rates_set_the_size_of_the_first_steps(make_agen
     )
     parts = {"actor": agent.actor, "critic": agent.critic}
     before = {name: [p.detach().clone() for p in part.parameters()] for name, part in parts.items()}
-    log_alpha = float(agent.log_entropy_coef.detach())
+    log_alpha = float(agent.log_entropy_coef[0])
     generator = torch.Generator().manual_seed(0)
-    obs = torch.randn(64, OBS_DIM, generator=generator)
-    action = torch.randint(ACTIONS, (64,), generator=generator)
-    agent.update(
-        one_step_batch(obs, action, torch.randn(64, generator=generator), obs.flip(0), torch.zeros(64)), 1.0, generator
-    )
+    obs = torch.randn(1, 64, OBS_DIM, generator=generator)
+    action = torch.randint(ACTIONS, (1, 64), generator=generator)
+    batch = one_step_batch(obs, action, torch.randn(1, 64, generator=generator), obs.flip(1), torch.zeros(1, 64))
+    assert agent.update(batch, 1.0, generator)[1] == {}
     for name, part in parts.items():
         largest = max(float((p.detach() - old).abs().max()) for p, old in zip(part.parameters(), before[name]))
         assert largest == pytest.approx(rates[name], rel=1e-3), name
-    assert abs(float(agent.log_entropy_coef.detach()) - log_alpha) == pytest.approx(rates["entropy"], rel=1e-3)
+    assert abs(float(agent.log_entropy_coef[0]) - log_alpha) == pytest.approx(rates["entropy"], rel=1e-3)

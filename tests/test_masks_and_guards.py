@@ -57,7 +57,7 @@ def test_masked_actions_are_never_taken_on_taxi(selector, compose_config, tmp_pa
         logits = trainer.agent.logits(batch.next_obs, batch.next_mask)
         assert torch.isneginf(logits[~batch.next_mask]).all() and torch.isfinite(logits[batch.next_mask]).all()
     finally:
-        trainer.logger.close(None)
+        trainer.members[0].logger.close(None)
 
 
 def test_a_nan_loss_stops_a_strict_run_with_the_last_good_parameters(cli, tmp_path: Path):

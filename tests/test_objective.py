@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rlgumbel.agents.actor_critic import MemberCritic
 from rlgumbel.diagnostics import logit_gradients
 from rlgumbel.networks import ConcatCritic, QHeadCritic
 from rlgumbel.schedules import ConstantSchedule
@@ -28,9 +29,10 @@ STATES, FEATURES, ACTIONS = 5, 3, 4
 
 
 def twin_critic(kind: type, seed: int = 0) -> QHeadCritic | ConcatCritic:
-    """A float64 twin critic with weights drawn from `seed` (not the global generator)."""
+    """A float64 twin critic of a population of one, with weights drawn from `seed` (not the
+    global generator)."""
     generator = torch.Generator().manual_seed(seed)
-    critic = kind(FEATURES, ACTIONS, [16], ensemble=2, pessimism=1.0).double()
+    critic = kind(1, FEATURES, ACTIONS, [16], ensemble=2, pessimism=1.0).double()
     with torch.no_grad():
         for param in critic.parameters():
             param.copy_(torch.randn(param.shape, generator=generator, dtype=torch.float64))
@@ -43,7 +45,7 @@ def problem(kind: type) -> tuple[torch.Tensor, torch.Tensor, QHeadCritic | Conca
     logits = torch.randn(STATES, ACTIONS, generator=generator, dtype=torch.float64)
     critic = twin_critic(kind)
     with torch.no_grad():
-        each = critic.bind(obs).all_each()  # [2, S, A]
+        each = critic.bind(obs[None]).all_each()[0]  # [2, S, A]
     lower = each.argmin(0)  # which member is lower, per state and action
     # The premise: some actions are valued lower by critic 0 and others by critic 1 (for the
     # q_head critic, within every state, where the two ways of valuing y differ).
@@ -54,24 +56,24 @@ def problem(kind: type) -> tuple[torch.Tensor, torch.Tensor, QHeadCritic | Conca
 
 def test_q_head_values_action_vectors_by_the_per_action_minimum():
     obs, _, critic = problem(QHeadCritic)
-    values = critic.bind(obs)
+    values = critic.bind(obs[None])  # the one member's values: [1, …] below
     relaxed = torch.softmax(
         torch.randn(STATES, ACTIONS, generator=torch.Generator().manual_seed(2), dtype=torch.float64), -1
     )
-    minimum = values.all_each().amin(0)
-    torch.testing.assert_close(values.of(relaxed), (relaxed * minimum).sum(-1), rtol=1e-12, atol=1e-12)
-    assert (values.of_each(relaxed).amin(0) > values.of(relaxed) + 1e-6).any()  # the two differ here
+    minimum = values.all_each()[0].amin(0)
+    torch.testing.assert_close(values.of(relaxed[None])[0], (relaxed * minimum).sum(-1), rtol=1e-12, atol=1e-12)
+    assert (values.of_each(relaxed[None])[0].amin(0) > values.of(relaxed[None])[0] + 1e-6).any()  # they differ here
     for action in range(ACTIONS):  # at the vertices every critic kind agrees with Q̂
         one_hot = torch.nn.functional.one_hot(torch.full((STATES,), action), ACTIONS).double()
-        torch.testing.assert_close(values.of(one_hot), minimum[:, action])
+        torch.testing.assert_close(values.of(one_hot[None])[0], minimum[:, action])
 
 
 def test_concat_values_agree_with_the_per_action_minimum_at_one_hot_actions():
     obs, _, critic = problem(ConcatCritic)
-    values = critic.bind(obs)
+    values = critic.bind(obs[None])  # the one member's values: [1, …] below
     for action in range(ACTIONS):
         one_hot = torch.nn.functional.one_hot(torch.full((STATES,), action), ACTIONS).double()
-        torch.testing.assert_close(values.of(one_hot), values.all()[:, action], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(values.of(one_hot[None])[0], values.all()[0, :, action], rtol=1e-12, atol=1e-12)
 
 
 # Deterministic estimators that equal the exact gradient for a critic linear in the action
@@ -97,7 +99,7 @@ def test_exact_estimators_equal_the_gradient_of_the_shared_objective(name):
     make, kind = EXACT[name]
     obs, logits, critic = problem(kind)
     exact, estimates = logit_gradients(
-        logits, obs, critic.bind, make(), 1.0, torch.Generator().manual_seed(3), samples=4
+        logits, obs, MemberCritic(critic, 0).bind, make(), 1.0, torch.Generator().manual_seed(3), samples=4
     )
     for estimate in estimates:
         torch.testing.assert_close(estimate, exact, rtol=1e-9, atol=1e-12)
@@ -113,7 +115,7 @@ def test_unbiased_estimators_average_to_the_gradient_of_the_shared_objective(nam
     make, kind = UNBIASED[name]
     obs, logits, critic = problem(kind)
     exact, estimates = logit_gradients(
-        logits, obs, critic.bind, make(), 1.0, torch.Generator().manual_seed(4), samples=ESTIMATES
+        logits, obs, MemberCritic(critic, 0).bind, make(), 1.0, torch.Generator().manual_seed(4), samples=ESTIMATES
     )
     mean, standard_error = estimates.mean(0), estimates.std(0) / ESTIMATES**0.5
     assert (standard_error > 0).any()
@@ -131,7 +133,7 @@ def test_hard_gumbel_softmax_differs_from_soft_only_through_a_nonlinear_critic(k
         leaf = logits.clone().requires_grad_(True)
         selector = GumbelSoftmaxSelector(hard=hard)
         selection = selector.select(leaf, 0.5, torch.Generator().manual_seed(3))
-        objective = selector.actor_objective(selection, critic.bind(obs)).sum()
+        objective = selector.actor_objective(selection, MemberCritic(critic, 0).bind(obs)).sum()
         gradients.append(torch.autograd.grad(objective, leaf)[0])
     if kind is QHeadCritic:
         torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-12, atol=1e-12)

@@ -46,7 +46,7 @@ def test_readme_shows_the_two_commands():
 def test_every_train_command_composes_and_builds(arguments, compose_config, tmp_path: Path):
     overrides = [a for a in _first_of_each_sweep(arguments) if not a.startswith("hydra")]
     trainer = build_trainer(compose_config(*overrides, *TINY), tmp_path)
-    trainer.logger.close(None)
+    trainer.members[0].logger.close(None)
 
 
 def test_resume_commands_match_what_an_interrupted_run_prints():

@@ -97,7 +97,7 @@ def _builds(cfg: DictConfig, tmp_path: Path) -> None:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         tiny = compose("train", overrides=[*cfg.hydra.overrides.task, *TINY])
     trainer = build_trainer(tiny, tmp_path)
-    trainer.logger.close(None)
+    trainer.members[0].logger.close(None)
 
 
 def test_compare_selectors_is_four_selector_variants_by_five_seeds(tmp_path: Path):
@@ -247,7 +247,7 @@ def test_torch_is_single_threaded_inside_joblib_workers(tmp_path: Path):
         @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
         def main(cfg):
             run_dir = Path(HydraConfig.get().runtime.output_dir)
-            build_trainer(cfg, run_dir).logger.close(None)
+            build_trainer(cfg, run_dir).members[0].logger.close(None)
             (run_dir / "threads.txt").write_text(f"{os.getpid()} {torch.get_num_threads()}")
 
         if __name__ == "__main__":

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
+from rlgumbel.agents.optimizers import MemberAdam, clip_grad_norms_, member_view
 from rlgumbel.buffer import Batch
+from rlgumbel.generators import Generator
 from rlgumbel.layout import ENTROPY
-from rlgumbel.networks import CRITICS, Actor, as_shape
+from rlgumbel.networks import CRITICS, Actor, ConcatCritic, CriticValues, QHeadCritic, as_shape
 from rlgumbel.normalizer import ObservationNormalizer
 from rlgumbel.schedules import LinearSchedule
-from rlgumbel.selectors import ActionSelector
+from rlgumbel.selectors import ActionSelector, Temperature
 
 
 class NonFiniteUpdate(ArithmeticError):
@@ -24,18 +27,29 @@ class NonFiniteUpdate(ArithmeticError):
 
 
 def masked_logits(logits: Tensor, mask: Tensor | None) -> Tensor:
-    """Logits with disallowed actions at −inf (never selected, probability 0): [B, A]."""
+    """Logits with disallowed actions at −inf (never selected, probability 0): [K, B, A]."""
     return logits if mask is None else logits.masked_fill(~mask, float("-inf"))
 
 
-def _check_finite(part: str, loss: Tensor, grad_norm: Tensor) -> None:
-    # One host sync per step: the price of never applying a NaN step to the parameters.
-    if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):
-        raise NonFiniteUpdate(f"{part} loss {loss.item():.4g}, gradient norm {grad_norm.item():.4g}")
+def _per_member(value: float | Sequence[float], members: int) -> Tensor:
+    """A hyperparameter as [K] float32 values: one number for every member, or one per member."""
+    values = [float(value)] * members if isinstance(value, numbers.Real) else [float(v) for v in value]
+    if len(values) != members:
+        raise ValueError(f"{members} members need {members} values, got {len(values)}")
+    return torch.tensor(values)
+
+
+def _failure(part: str, loss: Tensor, grad_norm: Tensor, member: int) -> str:
+    return f"{part} loss {loss[member].item():.4g}, gradient norm {grad_norm[member].item():.4g}"
 
 
 class ActorCritic:
-    """The off-policy actor-critic: one learning rule for every selector.
+    """The off-policy actor-critic: one learning rule for every selector, for K agents at once.
+
+    A single run is a population of one. The K members share the network shapes, the selector
+    and the update rhythm; each has its own networks, optimizer states, entropy coefficient and
+    the per-member hyperparameters below (a number for all or a sequence of K values). Every
+    tensor carries the members along dim 0, and no member's numbers depend on another's.
 
     Q̂(s, a) = min_j Q_j(s, a), the twin critics' per-action minimum (see `CriticValues`).
     Critic target, from an n-step window r_0 … r_{k−1} of the replay buffer (k ≤ n_step):
@@ -53,31 +67,35 @@ class ActorCritic:
         obs_shape: one observation's shape (a whole number for vectors), from the env.
         num_actions: from the env.
         selector: how logits become actions and gradients.
-        actor, critic: network settings (the keys of `ActorConfig`, `CriticConfig`).
-        gamma: discount in [0, 1].
-        target_update_rate: Polyak averaging rate of the target critics in (0, 1].
-        entropy_coef: α ≥ 0, weight of the entropy bonus (its starting value if tuned).
-        target_entropy_fraction: None keeps α fixed; a number in [0, 1) tunes log α by Adam so
-            that the policy's entropy tracks this fraction of its maximum log(num_actions)
-            (automatic entropy adjustment, Haarnoja et al. 2018; Christodoulou 2019).
-        target_entropy_end_fraction: None keeps the target; a fraction makes it fall linearly
-            to that fraction of log(num_actions) between the env steps `target_entropy_decay_steps`
-            (`set_step` says where training is): a policy that explores widely first, then commits.
-        target_entropy_decay_steps: [first, last] env step of that fall.
-        entropy_lr: Adam learning rate of log α when tuned (> 0).
+        seeds: one per member; member k's networks are drawn from a generator seeded with it.
+        actor, critic: network settings (the keys of `ActorConfig`, `CriticConfig`); `lr` and
+            the actor's `init_scale` per member.
+        gamma: discount in [0, 1], per member.
+        target_update_rate: Polyak averaging rate of the target critics in (0, 1], per member.
+        entropy_coef: α ≥ 0, weight of the entropy bonus (its starting value if tuned), per member.
+        target_entropy_fraction: None keeps α fixed; a number in [0, 1) (per member) tunes log α
+            by Adam so that the policy's entropy tracks this fraction of its maximum
+            log(num_actions) (automatic entropy adjustment, Haarnoja et al. 2018; Christodoulou 2019).
+        target_entropy_end_fraction: None keeps the target; a fraction (per member) makes it fall
+            linearly to that fraction of log(num_actions) between the env steps
+            `target_entropy_decay_steps` (`set_step` says where training is): a policy that
+            explores widely first, then commits.
+        target_entropy_decay_steps: [first, last] env step of that fall (or one pair per member).
+        entropy_lr: Adam learning rate of log α when tuned (> 0), per member.
         entropy_backup: add α·H to the critic target (soft values, Haarnoja et al. 2018); off,
             α regularises the actor only and the critics learn the policy's plain return. Where
             every step costs reward and termination ends it, a large α·H makes long episodes
             worth more than reaching the goal; without the backup it cannot.
         actor_update_every: one actor (and α) step every this many critic steps (≥ 1; Fujimoto
-            et al. 2018 delay the actor so that it follows a critic that has caught up).
+            et al. 2018 delay the actor so that it follows a critic that has caught up). A batch
+            whose step was skipped still counts, so the members stay in step.
         critic_target: "expected" or "sampled".
         n_step: length n ≥ 1 of the reward windows of the critic target (Sutton 1988; Hessel
             et al. 2018), uncorrected for the policy that collected them.
         normalize_observations: standardise the networks' inputs by running statistics.
         encoder: "mlp" (flattened observations) or "cnn" (image observations [C, H, W]).
         conv_channels: channels of the convolutional encoder.
-        max_grad_norm: gradient clipping threshold for actor and critics (> 0).
+        max_grad_norm: gradient clipping threshold for actor and critics (> 0), per member.
     """
 
     def __init__(
@@ -86,15 +104,16 @@ class ActorCritic:
         num_actions: int,
         selector: ActionSelector,
         *,
+        seeds: Sequence[int],
         actor: Mapping[str, Any],
         critic: Mapping[str, Any],
-        gamma: float,
-        target_update_rate: float,
-        entropy_coef: float,
-        target_entropy_fraction: float | None,
-        target_entropy_end_fraction: float | None,
-        target_entropy_decay_steps: Sequence[int],
-        entropy_lr: float,
+        gamma: float | Sequence[float],
+        target_update_rate: float | Sequence[float],
+        entropy_coef: float | Sequence[float],
+        target_entropy_fraction: float | Sequence[float] | None,
+        target_entropy_end_fraction: float | Sequence[float] | None,
+        target_entropy_decay_steps: Sequence[int] | Sequence[Sequence[int]],
+        entropy_lr: float | Sequence[float],
         entropy_backup: bool,
         actor_update_every: int,
         critic_target: str,
@@ -102,13 +121,11 @@ class ActorCritic:
         normalize_observations: bool,
         encoder: str,
         conv_channels: int,
-        max_grad_norm: float,
+        max_grad_norm: float | Sequence[float],
     ) -> None:
-        self.gamma = float(gamma)
-        self.target_update_rate = float(target_update_rate)
-        self.entropy_coef = float(entropy_coef)
-        self.max_grad_norm = float(max_grad_norm)
-        self.entropy_lr = float(entropy_lr)
+        self.members = members = len(seeds)
+        self.target_update_rate = _per_member(target_update_rate, members)
+        self.max_grad_norm = _per_member(max_grad_norm, members)
         self.entropy_backup = entropy_backup
         self.actor_update_every = actor_update_every
         self.n_step = n_step
@@ -118,9 +135,10 @@ class ActorCritic:
         obs_shape = as_shape(obs_shape)
 
         networks = {"encoder": encoder, "channels": conv_channels}
-        self.actor = Actor(obs_shape, num_actions, actor["hidden_sizes"], **networks)
-        self.actor.scale_initial_logits(actor["init_scale"])
-        self.critic = CRITICS[critic["kind"]](
+        self.actor = Actor(members, obs_shape, num_actions, actor["hidden_sizes"], **networks)
+        critic_kind = CRITICS[critic["kind"]]
+        self.critic = critic_kind(
+            members,
             obs_shape,
             num_actions,
             critic["hidden_sizes"],
@@ -128,77 +146,119 @@ class ActorCritic:
             pessimism=critic["pessimism"],
             **networks,
         )
+        init_scales = _per_member(actor["init_scale"], members)
+        for member, seed in enumerate(seeds):
+            generator = torch.Generator().manual_seed(int(seed))
+            self.actor.init_member_(member, generator, float(init_scales[member]))
+            self.critic.init_member_(member, generator)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.normalizer = ObservationNormalizer(obs_shape) if normalize_observations else None
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=actor["lr"], fused=True)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=critic["lr"], fused=True)
+        self.normalizer = ObservationNormalizer(members, obs_shape) if normalize_observations else None
         self._actor_params = list(self.actor.parameters())
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.target_critic.parameters())
-        self._discounts = self.gamma ** torch.arange(self.n_step + 1, dtype=torch.float64).float()
-        # α as a tensor: a constant, or exp(log α) trained towards the target entropy.
-        self.target_entropy: float | None = None
+        self.actor_optimizer = MemberAdam(self._actor_params, _per_member(actor["lr"], members))
+        self.critic_optimizer = MemberAdam(self._critic_params, _per_member(critic["lr"], members))
+        gamma = _per_member(gamma, members).double()
+        self._discounts = (gamma.unsqueeze(-1) ** torch.arange(n_step + 1, dtype=torch.float64)).float()  # [K, n+1]
+        self._entropy_coef = _per_member(entropy_coef, members)  # α: a constant, or exp(log α) tuned
+        self._init_entropy_tuning(
+            num_actions, target_entropy_fraction, target_entropy_end_fraction, target_entropy_decay_steps, entropy_lr
+        )
+        # the last actor step's loss, entropy and gradient norm, each [K]
+        self._last_actor: tuple[Tensor, ...] = tuple(torch.full((members,), math.nan) for _ in range(3))
+
+    def _init_entropy_tuning(
+        self,
+        num_actions: int,
+        fraction: float | Sequence[float] | None,
+        end_fraction: float | Sequence[float] | None,
+        decay_steps: Sequence[int] | Sequence[Sequence[int]],
+        lr: float | Sequence[float],
+    ) -> None:
+        self.target_entropy: Tensor | None = None
         self.log_entropy_coef: Tensor | None = None
-        self._entropy_coef = torch.tensor(self.entropy_coef)
-        self._target_entropy_fall: tuple[LinearSchedule, int] | None = None  # the fall, its first step
-        if target_entropy_fraction is not None:
-            self.target_entropy = float(target_entropy_fraction) * math.log(num_actions)
-            if target_entropy_end_fraction is not None:
-                end = float(target_entropy_end_fraction) * math.log(num_actions)
-                first, last = target_entropy_decay_steps
-                self._target_entropy_fall = (LinearSchedule(self.target_entropy, end, last - first), first)
-            # Its gradient is set in closed form (`_actor_step`), so autograd never tracks it.
-            self.log_entropy_coef = torch.tensor(math.log(self.entropy_coef))
-            self.entropy_optimizer = torch.optim.Adam([self.log_entropy_coef], lr=self.entropy_lr)
-        nan = torch.tensor(math.nan)
-        self._last_actor: tuple[Tensor, Tensor, Tensor] = (nan, nan, nan)  # loss, entropy, grad norm
+        self._target_entropy_falls: list[tuple[LinearSchedule, int]] = []  # per member: the fall, its first step
+        if fraction is None:
+            return
+        log_actions = math.log(num_actions)
+        self.target_entropy = _per_member(fraction, self.members) * log_actions
+        if end_fraction is not None:
+            ends = _per_member(end_fraction, self.members) * log_actions
+            steps = [decay_steps] * self.members if isinstance(decay_steps[0], numbers.Integral) else decay_steps
+            self._target_entropy_falls = [
+                (LinearSchedule(float(start), float(end), last - first), first)
+                for start, end, (first, last) in zip(self.target_entropy, ends, steps)
+            ]
+        # Its gradient is set in closed form (`_actor_step`), so autograd never tracks it.
+        self.log_entropy_coef = self._entropy_coef.log()
+        self.entropy_optimizer = MemberAdam([self.log_entropy_coef], _per_member(lr, self.members))
 
     def set_step(self, step: int) -> None:
         """Where training is, in env steps: sets the target entropy of a falling target."""
-        if self._target_entropy_fall is not None:
-            fall, first = self._target_entropy_fall
-            self.target_entropy = fall(step - first)
+        if self._target_entropy_falls:
+            self.target_entropy = torch.tensor([fall(step - first) for fall, first in self._target_entropy_falls])
 
     def observe(self, obs: Tensor) -> None:
-        """Collected observations [N, *obs_shape]: update the input statistics (if normalising)."""
+        """Collected observations [K, N, *obs_shape]: update the input statistics (if normalising)."""
         if self.normalizer is not None:
             self.normalizer.update(obs)
 
     def network_inputs(self, obs: Tensor) -> Tensor:
-        """What actor and critics see of observations [N, *obs_shape]: normalised or as they are."""
+        """What actor and critics see of observations [K, N, *obs_shape]: normalised or as they are."""
         return obs if self.normalizer is None else self.normalizer(obs)
 
     @torch.no_grad()
     def act(
-        self, obs: Tensor, temperature: float, generator: torch.Generator | None, step: int, mask: Tensor | None = None
+        self, obs: Tensor, temperature: Temperature, generator: Generator, step: int, mask: Tensor | None = None
     ) -> Tensor:
-        """Behaviour actions for rollouts: obs [N, *obs_shape], mask [N, A] bool of allowed actions → [N] int64."""
+        """Behaviour actions for rollouts: obs [K, N, *obs_shape], mask [K, N, A] bool of allowed
+        actions → [K, N] int64."""
         return self.selector.act(self.logits(obs, mask), temperature, generator, step)
 
     @torch.no_grad()
     def logits(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Actor logits without gradient, disallowed actions at −inf: obs [N, *obs_shape] → [N, A]."""
+        """Actor logits without gradient, disallowed actions at −inf: obs [K, N, *obs_shape] → [K, N, A]."""
         return masked_logits(self.actor(self.network_inputs(obs)), mask)
 
-    def update(self, batch: Batch, temperature: float, generator: torch.Generator | None) -> dict[str, Tensor]:
-        """One critic step on a batch, and one actor (and α) step every `actor_update_every` calls.
+    @torch.no_grad()
+    def member_logits(self, member: int, obs: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Member `member`'s logits for its own observations [N, *obs_shape]: [N, A]."""
+        every = obs.unsqueeze(0).expand(self.members, *obs.shape)
+        return masked_logits(self.actor(self.network_inputs(every))[member], mask)
 
-        Raises:
-            NonFiniteUpdate: a loss or gradient was not finite; that step was skipped, so the
-                parameters are those before it.
+    def update(
+        self, batch: Batch, temperature: Temperature, generator: Generator, learning: Tensor | None = None
+    ) -> tuple[dict[str, Tensor], dict[int, str]]:
+        """One critic step on each member's batch [K, B, …], and one actor (and α) step every
+        `actor_update_every` calls.
+
+        Args:
+            learning: [K] bool, the members that learn (default all); the others' state stays.
         Returns:
-            0-d detached tensors: losses/critic, losses/actor, policy/entropy, policy/grad_norm
-            (the last actor step's), values/q_mean, policy/entropy_coef.
+            The metrics, [K] detached tensors: losses/critic, losses/actor, policy/entropy,
+            policy/grad_norm (the last actor step's), values/q_mean, policy/entropy_coef; and
+            for every member whose loss or gradient was not finite, a line naming the part and
+            its values. That member's step was skipped: its parameters are those before it.
         """
+        learning = torch.ones(self.members, dtype=torch.bool) if learning is None else learning
         obs = self.network_inputs(batch.obs)
-        critic_loss, q_mean = self._critic_step(obs, batch, temperature, generator)
+        critic_loss, critic_norm, q_mean = self._critic_step(obs, batch, temperature, generator, learning)
+        applied = learning & torch.isfinite(critic_loss) & torch.isfinite(critic_norm)
+        failures = {k: _failure("critic", critic_loss, critic_norm, k) for k in _lost(learning, applied)}
         if self._updates % self.actor_update_every == 0:
-            self._last_actor = self._actor_step(obs, batch.mask, temperature, generator)
+            stepping = applied
+            loss, entropy, grad_norm = self._actor_step(obs, batch.mask, temperature, generator, stepping)
+            applied = stepping & torch.isfinite(loss) & torch.isfinite(grad_norm)
+            failures |= {k: _failure("actor", loss, grad_norm, k) for k in _lost(stepping, applied)}
+            self._last_actor = tuple(
+                torch.where(applied, new, old) for new, old in zip((loss, entropy, grad_norm), self._last_actor)
+            )
         self._updates += 1
+        rate = torch.where(applied, self.target_update_rate, 0.0)
+        torch._foreach_lerp_(self._target_params, self._critic_params, [_rows(rate, p) for p in self._target_params])
         # Between actor steps, report the last one (kept in checkpoints, so a resume logs the same).
         actor_loss, entropy, grad_norm = self._last_actor
-        torch._foreach_lerp_(self._target_params, self._critic_params, self.target_update_rate)
-        return {
+        metrics = {
             "losses/critic": critic_loss,
             "losses/actor": actor_loss,
             ENTROPY: entropy,
@@ -206,10 +266,11 @@ class ActorCritic:
             "values/q_mean": q_mean,
             "policy/entropy_coef": self._entropy_coef.clone(),
         }
+        return metrics, failures
 
     @torch.no_grad()
-    def td_target(self, batch: Batch, temperature: float, generator: torch.Generator | None) -> Tensor:
-        """The critics' regression target for each transition of `batch`: [B].
+    def td_target(self, batch: Batch, temperature: Temperature, generator: Generator) -> Tensor:
+        """The critics' regression target for each transition of `batch`: [K, B].
 
         `Σ_i γ^i r_i + γ^k (1 − terminated) · V'(s_k)` over the batch's reward windows, V' as in
         the class docstring.
@@ -223,81 +284,145 @@ class ActorCritic:
         else:
             next_value = target.of(next_selection.action)
         if self.entropy_backup:
-            next_value = next_value + self._entropy_coef * next_selection.entropy
+            next_value = next_value + self._entropy_coef.unsqueeze(-1) * next_selection.entropy
         window = batch.reward.shape[-1]
-        rewards = (batch.reward * self._discounts[:window]).sum(-1)
-        return rewards + self._discounts[batch.steps] * (1.0 - batch.terminated) * next_value
+        rewards = (batch.reward * self._discounts[:, None, :window]).sum(-1)
+        return rewards + self._discounts.gather(1, batch.steps) * (1.0 - batch.terminated) * next_value
 
     def _critic_step(
-        self, obs: Tensor, batch: Batch, temperature: float, generator: torch.Generator | None
-    ) -> tuple[Tensor, Tensor]:
+        self, obs: Tensor, batch: Batch, temperature: Temperature, generator: Generator, learning: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         td_target = self.td_target(batch, temperature, generator)
         taken = F.one_hot(batch.action, self.actor.num_actions).to(obs.dtype)
-        q_values = self.critic.values(obs, taken)  # [E, B]
-        loss = (q_values - td_target).square().mean(-1).sum()
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self._critic_params, self.max_grad_norm)
-        _check_finite("critic", loss, grad_norm)
-        self.critic_optimizer.step()
-        return loss.detach(), q_values.detach().mean()
+        q_values = self.critic.values(obs, taken)  # [K, E, B]
+        loss = (q_values - td_target.unsqueeze(1)).square().mean(-1).sum(-1)  # [K]
+        for param in self._critic_params:
+            param.grad = None
+        loss.sum().backward()
+        grad_norm = clip_grad_norms_(self._critic_params, self.max_grad_norm)
+        self.critic_optimizer.step(learning & torch.isfinite(loss) & torch.isfinite(grad_norm))
+        return loss.detach(), grad_norm, q_values.detach().mean((1, 2))
 
     def _actor_step(
-        self, obs: Tensor, mask: Tensor | None, temperature: float, generator: torch.Generator | None
+        self, obs: Tensor, mask: Tensor | None, temperature: Temperature, generator: Generator, stepping: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         selection = self.selector.select(masked_logits(self.actor(obs), mask), temperature, generator)
         critic = self.critic.bind(obs)
         objective = self.selector.actor_objective(selection, critic)
-        loss = -(objective + self._entropy_coef * selection.entropy).mean()
+        loss = -(objective + self._entropy_coef.unsqueeze(-1) * selection.entropy).mean(-1)  # [K]
         # Gradients for the actor only: the critics are not trained by the actor's loss.
-        grads = torch.autograd.grad(loss, self._actor_params)
+        grads = torch.autograd.grad(loss.sum(), self._actor_params)
         for param, grad in zip(self._actor_params, grads):
             param.grad = grad
-        grad_norm = torch.nn.utils.clip_grad_norm_(self._actor_params, self.max_grad_norm)
-        _check_finite("actor", loss, grad_norm)
-        self.actor_optimizer.step()
-        entropy = selection.entropy.detach().mean()
+        grad_norm = clip_grad_norms_(self._actor_params, self.max_grad_norm)
+        finite = stepping & torch.isfinite(loss) & torch.isfinite(grad_norm)
+        self.actor_optimizer.step(finite)
+        entropy = selection.entropy.detach().mean(-1)
         if self.log_entropy_coef is not None:
             # d/d(log α) of log α·(H − H_target): α grows while the entropy is below the target.
             self.log_entropy_coef.grad = entropy - self.target_entropy
-            self.entropy_optimizer.step()
-            self._entropy_coef = self.log_entropy_coef.detach().exp()
+            self.entropy_optimizer.step(finite)
+            self._entropy_coef = self.log_entropy_coef.exp()
         return loss.detach(), entropy, grad_norm
 
-    def state_dict(self) -> dict[str, Any]:
-        """Networks and optimizers, for checkpoints."""
-        return {
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "target_critic": self.target_critic.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
+    def member_state(self, member: int) -> dict[str, Any]:
+        """Member `member`'s networks and optimizers, as a population of one would store them
+        (the checkpoint of a member's run)."""
+        modules = {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic}
+        if self.normalizer is not None:
+            modules["normalizer"] = self.normalizer
+        state = {name: _member_tensors(module.state_dict(), member, self.members) for name, module in modules.items()}
+        state |= {
+            "actor_optimizer": self.actor_optimizer.member_state(member),
+            "critic_optimizer": self.critic_optimizer.member_state(member),
             "updates": self._updates,
-            "last_actor": self._last_actor,
-            **({"normalizer": self.normalizer.state_dict()} if self.normalizer is not None else {}),
-            **(
-                {
-                    "log_entropy_coef": self.log_entropy_coef.detach().clone(),
-                    "entropy_optimizer": self.entropy_optimizer.state_dict(),
-                }
-                if self.log_entropy_coef is not None
-                else {}
-            ),
+            "last_actor": tuple(value[member : member + 1].clone() for value in self._last_actor),
         }
+        if self.log_entropy_coef is not None:
+            state["log_entropy_coef"] = self.log_entropy_coef[member : member + 1].clone()
+            state["entropy_optimizer"] = self.entropy_optimizer.member_state(member)
+        return state
+
+    def load_member_state(self, member: int, state: Mapping[str, Any]) -> None:
+        """Restore what `member_state` returned into member `member`."""
+        modules = {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic}
+        if self.normalizer is not None:
+            modules["normalizer"] = self.normalizer
+        with torch.no_grad():
+            for name, module in modules.items():
+                mine = module.state_dict()
+                for key, saved in state[name].items():
+                    view = member_view(mine[key], self.members)
+                    view[member] = saved.view(view.shape[1:])
+        self.actor_optimizer.load_member_state(member, state["actor_optimizer"])
+        self.critic_optimizer.load_member_state(member, state["critic_optimizer"])
+        self._updates = state["updates"]
+        for mine, saved in zip(self._last_actor, state["last_actor"]):
+            mine[member] = saved[0]
+        if self.log_entropy_coef is not None:
+            self.log_entropy_coef[member] = state["log_entropy_coef"][0]
+            self.entropy_optimizer.load_member_state(member, state["entropy_optimizer"])
+            self._entropy_coef = self.log_entropy_coef.exp()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state of a population of one (its checkpoint)."""
+        if self.members != 1:
+            raise ValueError(f"a population of {self.members} is saved member by member (member_state)")
+        return self.member_state(0)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what `state_dict` returned."""
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.target_critic.load_state_dict(state["target_critic"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self._updates = state.get("updates", 0)
-        self._last_actor = tuple(state.get("last_actor", self._last_actor))
-        if self.normalizer is not None:
-            self.normalizer.load_state_dict(state["normalizer"])
-        if self.log_entropy_coef is not None and "log_entropy_coef" in state:
-            with torch.no_grad():
-                self.log_entropy_coef.copy_(state["log_entropy_coef"])
-            self.entropy_optimizer.load_state_dict(state["entropy_optimizer"])
-            self._entropy_coef = self.log_entropy_coef.detach().exp()
+        self.load_member_state(0, state)
+
+
+def _lost(tried: Tensor, applied: Tensor) -> list[int]:
+    """Members whose step was tried but not applied."""
+    return (tried & ~applied).nonzero().flatten().tolist() if not bool(applied.eq(tried).all()) else []
+
+
+def _rows(values: Tensor, param: Tensor) -> Tensor:
+    """Per-member values [K] as weights for `param` [K·r, …]: each member's repeated over its rows."""
+    rows = param.shape[0] // values.shape[0]
+    return values.repeat_interleave(rows).view(-1, *[1] * (param.dim() - 1))
+
+
+def _member_tensors(state: Mapping[str, Tensor], member: int, members: int) -> dict[str, Tensor]:
+    """Member `member`'s rows of every tensor of a module's state dict."""
+    return {key: member_view(value, members)[member].clone() for key, value in state.items()}
+
+
+class MemberActor(nn.Module):
+    """Member `member` of a population's actor as a network of its own: obs [B, *obs_shape] →
+    logits [B, A]. Its parameters are the whole population's; the other members' get zero gradients."""
+
+    def __init__(self, actor: Actor, member: int) -> None:
+        super().__init__()
+        self.actor, self.member = actor, member
+
+    def forward(self, obs: Tensor) -> Tensor:
+        members = self.actor.net.weights[0].shape[0]
+        return self.actor(obs.unsqueeze(0).expand(members, *obs.shape))[self.member]
+
+
+class _MemberValues:
+    """One member's Q(s, ·) for its own batch of states: the `ActionValue` a selector expects."""
+
+    def __init__(self, values: CriticValues, member: int, members: int) -> None:
+        self.values, self.member, self.members = values, member, members
+
+    def of(self, action: Tensor) -> Tensor:
+        return self.values.of(action.unsqueeze(0).expand(self.members, *action.shape))[self.member]
+
+    def all(self) -> Tensor:
+        return self.values.all()[self.member]
+
+
+class MemberCritic:
+    """Member `member` of a population's critics, bound to that member's states [B, *obs_shape]."""
+
+    def __init__(self, critic: QHeadCritic | ConcatCritic, member: int) -> None:
+        self.critic, self.member = critic, member
+
+    def bind(self, obs: Tensor) -> _MemberValues:
+        members = self.critic.members
+        return _MemberValues(self.critic.bind(obs.unsqueeze(0).expand(members, *obs.shape)), self.member, members)

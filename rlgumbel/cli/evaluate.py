@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"--env-id {args.env_id}: its spaces {env_shape(envs)} differ from those the agent was trained on "
             f"({cfg.env.id}: {env_shape(trained_on)})"
         )
-    agent = build_agent(cfg, envs)
+    agent = build_agent([cfg], envs)
     try:
         agent.load_state_dict(checkpoint["agent"])
     except (KeyError, RuntimeError, TypeError) as error:
@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     policies = {"greedy": (True, 1.0), "sampled": (False, 1.0)}
     policies |= {f"sampled T={t:g}": (False, t) for t in args.temperature}
     results = {
-        name: statistics(*evaluate(agent, envs, greedy, seed, generator, t)) for name, (greedy, t) in policies.items()
+        name: statistics(*evaluate(agent, [envs], greedy, [seed], [generator], t)[0])
+        for name, (greedy, t) in policies.items()
     }
     videos = record_videos(cfg, agent, args, checkpoint["step"], policies, seed) if args.video else {}
     return {

@@ -17,9 +17,18 @@ from omegaconf import DictConfig
 from rlgumbel.checkpoint import list_checkpoints, load_latest_checkpoint
 from rlgumbel.cli.preflight import check_command_line
 from rlgumbel.cli.sweep_progress import print_sweep_summary
-from rlgumbel.config import ConfigError, build_trainer, check_resumable, register_with_hydra, resume_config
+from rlgumbel.config import (
+    ConfigError,
+    build_population,
+    build_trainer,
+    check_resumable,
+    register_with_hydra,
+    resume_config,
+)
 from rlgumbel.configs import CONFIG_DIR
 from rlgumbel.layout import CHECKPOINT_DIR, FAILURE_FILE, HYDRA_DIR
+from rlgumbel.population import MemberOutcome
+from rlgumbel.schema import validate
 from rlgumbel.trainer import TrainingDiverged
 
 register_with_hydra()
@@ -62,14 +71,11 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> tuple[int, di
         run_dir: Hydra's output folder for this job.
         overrides: the command line's overrides (applied to a resumed run's own config).
     """
-    cfg, resume_dir = resume_config(cfg, overrides)
-    run_dir = resume_dir or run_dir
-    checkpoint = None
-    if resume_dir is not None or (cfg.get("resume") is True and list_checkpoints(run_dir / CHECKPOINT_DIR)):
-        checkpoint = _load_checkpoint(run_dir)
-        check_resumable(checkpoint, cfg, run_dir)
+    cfg, run_dir, checkpoint = _prepare_run(cfg, run_dir, overrides)
     trainer = build_trainer(cfg, run_dir, checkpoint)
-    summary = trainer.run()
+    (summary,) = trainer.run()
+    if trainer.failures[0]:
+        raise TrainingDiverged(trainer.failures[0])
     _say("\n".join(_summary_lines(summary, run_dir)), sys.stdout)
     if trainer.interrupted_by is not None:
         _say(
@@ -79,6 +85,69 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> tuple[int, di
         )
         return 128 + trainer.interrupted_by, summary
     return 0, summary
+
+
+def _prepare_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> tuple[DictConfig, Path, dict | None]:
+    """A job's config, run folder and checkpoint to continue from (if it resumes), validated."""
+    cfg, resume_dir = resume_config(cfg, overrides)
+    run_dir = resume_dir or run_dir
+    checkpoint = None
+    if resume_dir is not None or (cfg.get("resume") is True and list_checkpoints(run_dir / CHECKPOINT_DIR)):
+        checkpoint = _load_checkpoint(run_dir)
+        check_resumable(checkpoint, cfg, run_dir)
+    validate(cfg)
+    return cfg, run_dir, checkpoint
+
+
+def train_population(cfgs: list[DictConfig], run_dirs: list[Path], overrides: list[list[str]]) -> list[MemberOutcome]:
+    """Train the jobs `cfgs` (alike but in the per-member keys, rlgumbel/population.py) together
+    as one population, each into its own run folder as a single run would; print each one's
+    summary. A job whose config is invalid, or whose training diverges, fails alone: its folder
+    gets the error file and its outcome the message.
+
+    Args:
+        cfgs, run_dirs, overrides: per job, its composed config, Hydra's output folder and the
+            command line's overrides of it.
+    Returns:
+        Per job, its outcome: the mean of its greedy evaluations, or the error.
+    Raises:
+        SystemExit: SIGINT/SIGTERM stopped training; every member was checkpointed first.
+    """
+    outcomes: list[MemberOutcome | None] = [None] * len(cfgs)
+    members: list[tuple[int, DictConfig, Path, dict | None]] = []
+    for index, (cfg, run_dir, job_overrides) in enumerate(zip(cfgs, run_dirs, overrides)):
+        try:
+            members.append((index, *_prepare_run(cfg, run_dir, job_overrides)))
+        except ConfigError as error:
+            outcomes[index] = _failed(run_dir, f"error: {error}")
+    if members:
+        indices, member_cfgs, member_dirs, checkpoints = zip(*members)
+        try:
+            trainer = build_population(member_cfgs, member_dirs, checkpoints)
+        except ConfigError as error:
+            for index, run_dir in zip(indices, member_dirs):
+                outcomes[index] = _failed(run_dir, f"error: {error}")
+            return outcomes
+        summaries = trainer.run()
+        for member, (index, run_dir, summary) in enumerate(zip(indices, member_dirs, summaries)):
+            if summary is None:
+                outcomes[index] = _failed(run_dir, f"error: {trainer.failures[member]}")
+            else:
+                _say("\n".join(_summary_lines(summary, run_dir)), sys.stdout)
+                outcomes[index] = MemberOutcome(summary["mean_eval_return_greedy"], None)
+        if trainer.interrupted_by is not None:
+            _say(
+                f"interrupted by {signal.Signals(trainer.interrupted_by).name}; continue with: -m ... resume=true",
+                sys.stderr,
+            )
+            raise SystemExit(128 + trainer.interrupted_by)
+    return outcomes
+
+
+def _failed(run_dir: Path, message: str) -> MemberOutcome:
+    print(message, file=sys.stderr)
+    _record_failure(run_dir, message + "\n")
+    return MemberOutcome(None, message)
 
 
 def _say(text: str, stream) -> None:
