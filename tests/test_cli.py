@@ -104,7 +104,7 @@ def test_unknown_group_option_names_the_allowed_ones(run_cli, tmp_path: Path):
         (
             ["hydra/launcher=nosuch"],
             "error: hydra/launcher=nosuch is not an option of hydra/launcher; allowed: "
-            "basic, joblib, slurm, submitit_local, submitit_slurm",
+            "basic, joblib, population, slurm, submitit_local, submitit_slurm",
         ),
         (
             ["hydra/sweeper=nosuch"],

@@ -1,0 +1,1 @@
+"""rlgumbel's Hydra launcher plugin: `hydra/launcher=population` (population_launcher.py)."""
