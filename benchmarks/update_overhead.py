@@ -1,7 +1,8 @@
 """Benchmark: one actor-critic update inside the trainer versus the same update in bare torch.
 
 The framework side is `Trainer._update()` exactly as training calls it (replay sampling, the
-selector, twin critics in one batched pass, fused Adam, Polyak averaging). The bare side is
+selector, twin critics in one batched pass, Adam per population member, Polyak averaging), for a
+single run, which is a population of one (benchmarks/population_update.py times larger ones). The bare side is
 what one would write from scratch with plain torch: an actor network, two critic networks and
 their targets, `F.gumbel_softmax`, the expected-value critic target, Adam, a Polyak loop.
 Both use the same batch size, networks, learning rates and discount, one thread. Two network

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TRAIN_SCRIPT
+from conftest import TRAIN_SCRIPT, read_scalars
 
 from rlgumbel.buffer import one_step_batch
 from rlgumbel.checkpoint import list_checkpoints
+from rlgumbel.cli.evaluate import main as evaluate_main
 from rlgumbel.config import build_population, build_trainer
 from rlgumbel.generators import MemberGenerators
 from rlgumbel.layout import SUMMARY_FILE
@@ -130,6 +131,21 @@ def test_one_update_of_a_member_is_its_single_update_bit_for_bit(make_agent):
         assert torch.equal(pair.member_state(1)["critic"][name], value), name
 
 
+def test_members_gradient_diagnostics_are_their_single_runs(compose_config, tmp_path: Path):
+    diagnose = ["trainer.diagnostics=true", "trainer.diagnostics_every=500", "trainer.log_every=500"]
+    cfgs = [compose_config(*SHORT, *diagnose, *member) for member in MEMBERS[:2]]
+    single = build_trainer(cfgs[1], tmp_path / "single")
+    population = build_population(cfgs, [tmp_path / "a", tmp_path / "b"], [None, None])
+    _train([single, population])
+    alone, member = read_scalars(tmp_path / "single" / "tb"), read_scalars(tmp_path / "b" / "tb")
+    tags = [tag for tag in alone if tag.startswith("estimator/")]
+    assert tags and len(alone[tags[0]]) == 3  # at 500, 1000 and 1500 env steps
+    for tag in tags:
+        # the member's gradient is computed over all members' parameters (the others' are 0)
+        for (step, value), (member_step, member_value) in zip(alone[tag], member[tag]):
+            assert step == member_step and member_value == pytest.approx(value, rel=1e-9, abs=1e-12), tag
+
+
 def test_a_member_with_a_non_finite_loss_skips_its_step_alone(make_agent):
     agent = make_agent(4, 2, GumbelSoftmaxSelector(hard=False))
     pair = make_agent(4, 2, GumbelSoftmaxSelector(hard=False), seeds=[0, 1])
@@ -210,6 +226,10 @@ def test_sigterm_checkpoints_every_member_and_resume_true_finishes_them_exactly(
     subprocess.run(
         [str(TRAIN_SCRIPT), "-m", *sweep_args, f"hydra.sweep.dir={whole}"], cwd=tmp_path, check=True, timeout=300
     )
+    # a member's run folder is a single run's: rlgumbel-evaluate reads it as one
+    evaluation = tmp_path / "evaluation.json"
+    assert evaluate_main([str(runs[1]), "--episodes", "2", "--out", str(evaluation)]) == 0
+    assert json.loads(evaluation.read_text())["env_step"] == 6000
     for run in runs:
         assert read_events(run / "tb").status == COMPLETED
         finished, uninterrupted = (json.loads((d / run.name / SUMMARY_FILE).read_text()) for d in (interrupted, whole))
