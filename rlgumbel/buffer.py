@@ -133,19 +133,25 @@ class ReplayBuffer:
         self.position = (row + 1) % self.rows
         self.filled = min(self.filled + 1, self.rows)
 
+    def _index(self, row: Tensor, env: Tensor) -> Tensor:
+        """Positions in the flattened storage [rows · K · N] of each member's (row, env) pairs [K, …]."""
+        member = self._member.view(self.members, *[1] * (row.dim() - 1))
+        return (row * self.members + member) * self.num_envs + env
+
     def _sample_valid(self, batch_size: int, generator: Generator) -> tuple[Tensor, Tensor]:
         """Uniform (row, env) pairs [K, B] among each member's valid transitions, by redrawing
         invalid ones from that member's generator."""
         high = self.filled * self.num_envs
         flat = randint(high, (self.members, batch_size), generator, self.obs.device)
-        invalid = ~self.valid[flat // self.num_envs, self._member, flat % self.num_envs]
+        valid = self.valid.view(-1)
+        invalid = ~valid[self._index(flat // self.num_envs, flat % self.num_envs)]
         while bool(invalid.any()):
             for member in invalid.any(-1).nonzero().flatten().tolist():
                 redraw = invalid[member]
                 flat[member, redraw] = torch.randint(
                     high, (int(redraw.sum()),), generator=member_generator(generator, member), device=self.obs.device
                 )
-            invalid = ~self.valid[flat // self.num_envs, self._member, flat % self.num_envs]
+            invalid = ~valid[self._index(flat // self.num_envs, flat % self.num_envs)]
         return flat // self.num_envs, flat % self.num_envs
 
     def sample(self, batch_size: int, generator: Generator, horizon: int = 1) -> Batch:
@@ -158,24 +164,27 @@ class ReplayBuffer:
         if bool((self.size == 0).any()):
             raise RuntimeError("cannot sample from an empty replay buffer")
         row, env = self._sample_valid(batch_size, generator)  # [K, B]
-        member = self._member
         offsets = torch.arange(horizon, device=row.device)
         rows = (row.unsqueeze(-1) + offsets) % self.rows  # [K, B, n]
         stored_after = (self.position - row - 1) % self.rows + 1  # rows from `row` to the newest
-        envs = env.unsqueeze(-1).expand_as(rows)
-        done = self.done[rows, member.unsqueeze(-1), envs]
+        window = self._index(rows, env.unsqueeze(-1))
+        done = self.done.view(-1)[window]
         # Step i is in the window if it is stored and no earlier step of the window ended the episode.
         ended_before = torch.cumsum(done, -1) - done.long() > 0
         inside = (offsets < stored_after.unsqueeze(-1)) & ~ended_before
         steps = inside.sum(-1)
-        last = rows.gather(-1, (steps - 1).unsqueeze(-1)).squeeze(-1)
-        masks = (self.mask[row, member, env], self.next_mask[last, member, env]) if self.masked else (None, None)
+        first, last = self._index(row, env), window.gather(-1, (steps - 1).unsqueeze(-1)).squeeze(-1)
+
+        def at(storage: Tensor, index: Tensor) -> Tensor:
+            return storage.view(-1, *storage.shape[3:])[index]
+
+        masks = (at(self.mask, first), at(self.next_mask, last)) if self.masked else (None, None)
         return Batch(
-            self.obs[row, member, env],
-            self.action[row, member, env],
-            self.reward[rows, member.unsqueeze(-1), envs] * inside,
-            self.next_obs[last, member, env],
-            self.terminated[last, member, env].float(),
+            at(self.obs, first),
+            at(self.action, first),
+            at(self.reward, window) * inside,
+            at(self.next_obs, last),
+            at(self.terminated, last).float(),
             steps,
             *masks,
         )

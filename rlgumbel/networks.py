@@ -114,11 +114,13 @@ class EnsembleMLP(nn.Module):
         for fan_in, fan_out in itertools.pairwise(sizes):
             self.weights.append(nn.Parameter(torch.empty(size, fan_in, fan_out)))
             self.biases.append(nn.Parameter(torch.empty(size, 1, fan_out)))
+        # the same Parameters as a plain list: indexing a ParameterList costs more than a layer here
+        self._layers = list(zip(self.weights, self.biases))
         self.init_rows_(slice(None), None)
 
     def forward(self, x: Tensor) -> Tensor:
-        last = len(self.weights) - 1
-        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+        last = len(self._layers) - 1
+        for index, (weight, bias) in enumerate(self._layers):
             x = torch.baddbmm(bias, x, weight)
             if index < last:
                 x = torch.relu(x)
@@ -126,7 +128,7 @@ class EnsembleMLP(nn.Module):
 
     def init_rows_(self, rows: slice, generator: torch.Generator | None) -> None:
         """Draw networks `rows` afresh, layer by layer, weights before biases."""
-        for weight, bias in zip(self.weights, self.biases):
+        for weight, bias in self._layers:
             _uniform_rows_(weight, rows, weight.shape[1], generator)
             _uniform_rows_(bias, rows, weight.shape[1], generator)
 

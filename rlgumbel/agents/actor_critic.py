@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rlgumbel.agents.optimizers import MemberAdam, clip_grad_norms_, member_view
+from rlgumbel.agents.optimizers import MemberAdam, clip_grad_norms_, member_rows, member_view
 from rlgumbel.buffer import Batch
 from rlgumbel.generators import Generator
 from rlgumbel.layout import ENTROPY
@@ -155,7 +155,9 @@ class ActorCritic:
         self.normalizer = ObservationNormalizer(members, obs_shape) if normalize_observations else None
         self._actor_params = list(self.actor.parameters())
         self._critic_params = list(self.critic.parameters())
-        self._target_params = list(self.target_critic.parameters())
+        self._target_views = [member_view(p, members) for p in self.target_critic.parameters()]
+        self._critic_views = [member_view(p, members) for p in self._critic_params]
+        self._target_rates = _broadcast_per_member(self.target_update_rate, self._target_views)
         self.actor_optimizer = MemberAdam(self._actor_params, _per_member(actor["lr"], members))
         self.critic_optimizer = MemberAdam(self._critic_params, _per_member(critic["lr"], members))
         gamma = _per_member(gamma, members).double()
@@ -242,20 +244,17 @@ class ActorCritic:
         """
         learning = torch.ones(self.members, dtype=torch.bool) if learning is None else learning
         obs = self.network_inputs(batch.obs)
-        critic_loss, critic_norm, q_mean = self._critic_step(obs, batch, temperature, generator, learning)
-        applied = learning & torch.isfinite(critic_loss) & torch.isfinite(critic_norm)
+        critic_loss, critic_norm, q_mean, applied = self._critic_step(obs, batch, temperature, generator, learning)
         failures = {k: _failure("critic", critic_loss, critic_norm, k) for k in _lost(learning, applied)}
         if self._updates % self.actor_update_every == 0:
             stepping = applied
-            loss, entropy, grad_norm = self._actor_step(obs, batch.mask, temperature, generator, stepping)
-            applied = stepping & torch.isfinite(loss) & torch.isfinite(grad_norm)
+            loss, entropy, grad_norm, applied = self._actor_step(obs, batch.mask, temperature, generator, stepping)
             failures |= {k: _failure("actor", loss, grad_norm, k) for k in _lost(stepping, applied)}
             self._last_actor = tuple(
                 torch.where(applied, new, old) for new, old in zip((loss, entropy, grad_norm), self._last_actor)
             )
         self._updates += 1
-        rate = torch.where(applied, self.target_update_rate, 0.0)
-        torch._foreach_lerp_(self._target_params, self._critic_params, [_rows(rate, p) for p in self._target_params])
+        self._update_targets(applied)
         # Between actor steps, report the last one (kept in checkpoints, so a resume logs the same).
         actor_loss, entropy, grad_norm = self._last_actor
         metrics = {
@@ -267,6 +266,14 @@ class ActorCritic:
             "policy/entropy_coef": self._entropy_coef.clone(),
         }
         return metrics, failures
+
+    @torch.no_grad()
+    def _update_targets(self, applied: Tensor) -> None:
+        """Polyak averaging of the target critics, for the members whose update was applied."""
+        rates = self._target_rates
+        if not bool(applied.all()):
+            rates = _broadcast_per_member(torch.where(applied, self.target_update_rate, 0.0), self._target_views)
+        torch._foreach_lerp_(self._target_views, self._critic_views, rates)
 
     @torch.no_grad()
     def td_target(self, batch: Batch, temperature: Temperature, generator: Generator) -> Tensor:
@@ -291,39 +298,39 @@ class ActorCritic:
 
     def _critic_step(
         self, obs: Tensor, batch: Batch, temperature: Temperature, generator: Generator, learning: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The critics' step for the members `learning`; returns the loss, the gradient norm and
+        the mean Q of each member [K], and which members' step was applied (finite)."""
         td_target = self.td_target(batch, temperature, generator)
         taken = F.one_hot(batch.action, self.actor.num_actions).to(obs.dtype)
         q_values = self.critic.values(obs, taken)  # [K, E, B]
         loss = (q_values - td_target.unsqueeze(1)).square().mean(-1).sum(-1)  # [K]
-        for param in self._critic_params:
-            param.grad = None
-        loss.sum().backward()
-        grad_norm = clip_grad_norms_(self._critic_params, self.max_grad_norm)
-        self.critic_optimizer.step(learning & torch.isfinite(loss) & torch.isfinite(grad_norm))
-        return loss.detach(), grad_norm, q_values.detach().mean((1, 2))
+        grads = member_rows(torch.autograd.grad(loss.sum(), self._critic_params), self.members)
+        grad_norm = clip_grad_norms_(grads, self.max_grad_norm)
+        applied = learning & torch.isfinite(loss) & torch.isfinite(grad_norm)
+        self.critic_optimizer.step(grads, applied)
+        return loss.detach(), grad_norm, q_values.detach().mean((1, 2)), applied
 
     def _actor_step(
         self, obs: Tensor, mask: Tensor | None, temperature: Temperature, generator: Generator, stepping: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The actor's (and α's) step for the members `stepping`; returns the loss, the entropy
+        and the gradient norm of each member [K], and which members' step was applied (finite)."""
         selection = self.selector.select(masked_logits(self.actor(obs), mask), temperature, generator)
         critic = self.critic.bind(obs)
         objective = self.selector.actor_objective(selection, critic)
         loss = -(objective + self._entropy_coef.unsqueeze(-1) * selection.entropy).mean(-1)  # [K]
         # Gradients for the actor only: the critics are not trained by the actor's loss.
-        grads = torch.autograd.grad(loss.sum(), self._actor_params)
-        for param, grad in zip(self._actor_params, grads):
-            param.grad = grad
-        grad_norm = clip_grad_norms_(self._actor_params, self.max_grad_norm)
-        finite = stepping & torch.isfinite(loss) & torch.isfinite(grad_norm)
-        self.actor_optimizer.step(finite)
+        grads = member_rows(torch.autograd.grad(loss.sum(), self._actor_params), self.members)
+        grad_norm = clip_grad_norms_(grads, self.max_grad_norm)
+        applied = stepping & torch.isfinite(loss) & torch.isfinite(grad_norm)
+        self.actor_optimizer.step(grads, applied)
         entropy = selection.entropy.detach().mean(-1)
         if self.log_entropy_coef is not None:
             # d/d(log α) of log α·(H − H_target): α grows while the entropy is below the target.
-            self.log_entropy_coef.grad = entropy - self.target_entropy
-            self.entropy_optimizer.step(finite)
+            self.entropy_optimizer.step((entropy - self.target_entropy).unsqueeze(1), applied)
             self._entropy_coef = self.log_entropy_coef.exp()
-        return loss.detach(), entropy, grad_norm
+        return loss.detach(), entropy, grad_norm, applied
 
     def member_state(self, member: int) -> dict[str, Any]:
         """Member `member`'s networks and optimizers, as a population of one would store them
@@ -380,10 +387,9 @@ def _lost(tried: Tensor, applied: Tensor) -> list[int]:
     return (tried & ~applied).nonzero().flatten().tolist() if not bool(applied.eq(tried).all()) else []
 
 
-def _rows(values: Tensor, param: Tensor) -> Tensor:
-    """Per-member values [K] as weights for `param` [K·r, …]: each member's repeated over its rows."""
-    rows = param.shape[0] // values.shape[0]
-    return values.repeat_interleave(rows).view(-1, *[1] * (param.dim() - 1))
+def _broadcast_per_member(values: Tensor, views: Sequence[Tensor]) -> list[Tensor]:
+    """Per-member values [K] shaped to broadcast against each member view [K, r, …] of `views`."""
+    return [values.view(-1, *[1] * (view.dim() - 1)) for view in views]
 
 
 def _member_tensors(state: Mapping[str, Tensor], member: int, members: int) -> dict[str, Tensor]:

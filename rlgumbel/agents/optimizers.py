@@ -1,5 +1,10 @@
 """Adam and gradient clipping for parameters stacked over the members of a population: every
-member has its own learning rate, clipping threshold and step count, and can skip a step."""
+member has its own learning rate, clipping threshold and step count, and can skip a step.
+
+Gradients and Adam's moments are held as one row per member, [K, P] for P numbers of a member,
+so that an update is a handful of operations whatever the number of parameter tensors, and
+every reduction runs along one member's contiguous row: a member's numbers are the same
+whatever the population's size."""
 
 from __future__ import annotations
 
@@ -15,22 +20,17 @@ def member_view(tensor: Tensor, members: int) -> Tensor:
     return tensor.view(members, tensor.shape[0] // members, *tensor.shape[1:])
 
 
-def per_member(values: Tensor, like: Tensor) -> Tensor:
-    """Per-member values [K] shaped to broadcast against a member view `like` [K, …]."""
-    return values.view(-1, *[1] * (like.dim() - 1))
+def member_rows(tensors: Sequence[Tensor], members: int) -> Tensor:
+    """Every member's numbers of `tensors` (each [K·r, …]) as one row: [K, P]."""
+    return torch.cat([member_view(t, members).flatten(1) for t in tensors], dim=1)
 
 
-def clip_grad_norms_(params: Sequence[Tensor], max_norm: Tensor) -> Tensor:
-    """Scale each member's gradients so that their joint 2-norm is at most `max_norm` [K]
-    (`torch.nn.utils.clip_grad_norm_` member by member); returns the norms before clipping [K]."""
-    members = max_norm.shape[0]
-    grads = [member_view(p.grad, members) for p in params]
-    # Every reduction runs along a contiguous row of one member, so that a member's norm is the
-    # same number whatever the population's size (a reduction across rows would sum in another order).
-    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], dim=1)  # [K, P]
-    total = torch.linalg.vector_norm(norms, dim=1)
-    scale = (max_norm / (total + 1e-6)).clamp_(max=1.0)
-    torch._foreach_mul_(grads, [per_member(scale, g) for g in grads])
+def clip_grad_norms_(grads: Tensor, max_norm: Tensor) -> Tensor:
+    """Scale each member's gradient row of `grads` [K, P] so that its 2-norm is at most
+    `max_norm` [K] (`torch.nn.utils.clip_grad_norm_` member by member); returns the norms
+    before clipping [K]."""
+    total = torch.linalg.vector_norm(grads, dim=1)
+    grads.mul_((max_norm / (total + 1e-6)).clamp_(max=1.0).unsqueeze(1))
     return total
 
 
@@ -48,60 +48,58 @@ class MemberAdam:
     def __init__(
         self, params: Sequence[Tensor], lr: Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
     ) -> None:
-        self.params = list(params)
         self.members = lr.shape[0]
         self.lr = lr.double()
         self.betas, self.eps = betas, eps
+        self._views = [member_view(p, self.members) for p in params]  # [K, r, …] views of the parameters
+        self._sizes = [view[0].numel() for view in self._views]
         self.steps = torch.zeros(self.members, dtype=torch.float64)
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self._views = [member_view(t, self.members) for t in (*self.params, *self.exp_avg, *self.exp_avg_sq)]
+        self.exp_avg = torch.zeros(self.members, sum(self._sizes))
+        self.exp_avg_sq = torch.zeros_like(self.exp_avg)
 
     @torch.no_grad()
-    def step(self, stepping: Tensor | None = None) -> None:
-        """Apply every member's gradient (`p.grad`), or only those of the members where `stepping`
-        [K] bool is true: the others' parameters, moments and step counts stay as they were."""
+    def step(self, grads: Tensor, stepping: Tensor | None = None) -> None:
+        """Apply every member's gradient row of `grads` [K, P] (`member_rows` of the parameters'
+        gradients), or only those of the members where `stepping` [K] bool is true: the others'
+        parameters, moments and step counts stay as they were."""
         if stepping is None or bool(stepping.all()):
-            self._step_all()
+            self._update(grads)
             return
-        kept = [view[~stepping].clone() for view in self._views]
-        steps = self.steps.clone()
-        self._step_all()
-        for view, before in zip(self._views, kept):
-            view[~stepping] = before
-        self.steps = torch.where(stepping, self.steps, steps)
+        held = ~stepping
+        kept = (self.exp_avg[held].clone(), self.exp_avg_sq[held].clone(), self.steps.clone())
+        self._update(grads, held)
+        self.exp_avg[held], self.exp_avg_sq[held] = kept[0], kept[1]
+        self.steps = torch.where(stepping, self.steps, kept[2])
 
-    def _step_all(self) -> None:
+    def _update(self, grads: Tensor, held: Tensor | None = None) -> None:
         beta1, beta2 = self.betas
-        count = len(self.params)
-        params, exp_avg, exp_avg_sq = self._views[:count], self._views[count : 2 * count], self._views[2 * count :]
-        grads = [member_view(p.grad, self.members) for p in self.params]
         self.steps += 1
-        step_size = (self.lr / (1 - beta1**self.steps)).float()
-        bias2_root = (1 - beta2**self.steps).sqrt().float()
-        torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sq, beta2)
-        torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
-        denominators = torch._foreach_sqrt(exp_avg_sq)
-        torch._foreach_div_(denominators, [per_member(bias2_root, d) for d in denominators])
-        torch._foreach_add_(denominators, self.eps)
-        updates = torch._foreach_div(exp_avg, denominators)
-        torch._foreach_mul_(updates, [per_member(step_size, u) for u in updates])
-        torch._foreach_sub_(params, updates)
+        step_size = (self.lr / (1 - beta1**self.steps)).float().unsqueeze(1)
+        bias2_root = (1 - beta2**self.steps).sqrt().float().unsqueeze(1)
+        self.exp_avg.lerp_(grads, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(grads, grads, value=1 - beta2)
+        update = self.exp_avg_sq.sqrt().div_(bias2_root).add_(self.eps)
+        torch.div(self.exp_avg, update, out=update).mul_(step_size)
+        if held is not None:
+            update[held] = 0.0  # p − 0 is p exactly
+        parts = update.split(self._sizes, dim=1)
+        torch._foreach_sub_(self._views, [part.view(view.shape) for part, view in zip(parts, self._views)])
+
+    def _member_parts(self, rows: Tensor, member: int) -> list[Tensor]:
+        parts = rows[member].split(self._sizes)
+        return [part.view(view.shape[1:]).clone() for part, view in zip(parts, self._views)]
 
     def member_state(self, member: int) -> dict[str, Any]:
-        """Member `member`'s moments and step count, as a population of one would store them."""
+        """Member `member`'s moments (one tensor per parameter, its rows) and step count, as a
+        population of one would store them."""
         return {
             "steps": self.steps[member : member + 1].clone(),
-            "exp_avg": [member_view(m, self.members)[member : member + 1].flatten(0, 1).clone() for m in self.exp_avg],
-            "exp_avg_sq": [
-                member_view(v, self.members)[member : member + 1].flatten(0, 1).clone() for v in self.exp_avg_sq
-            ],
+            "exp_avg": self._member_parts(self.exp_avg, member),
+            "exp_avg_sq": self._member_parts(self.exp_avg_sq, member),
         }
 
     def load_member_state(self, member: int, state: dict[str, Any]) -> None:
         """Restore what `member_state` returned into member `member`."""
         self.steps[member] = state["steps"][0]
-        for mine, saved in zip((*self.exp_avg, *self.exp_avg_sq), (*state["exp_avg"], *state["exp_avg_sq"])):
-            view = member_view(mine, self.members)
-            view[member] = saved.view(view.shape[1:])
+        self.exp_avg[member] = torch.cat([part.flatten() for part in state["exp_avg"]])
+        self.exp_avg_sq[member] = torch.cat([part.flatten() for part in state["exp_avg_sq"]])
