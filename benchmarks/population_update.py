@@ -17,6 +17,12 @@ at the preset's `trainer.buffer_size`, and networks with their Adam moments and 
 Target (the population issue): per-agent cost at K = 16 within 1.2× of the bare prototype's
 0.32 of a single update, i.e. ≤ 0.38.
 
+Measured here (torch 2.13 CPU): MLP 64x64, 1.64 ms for one agent, 9.83 ms for 16 (0.61 ms, 0.37
+of a single update, per agent; the bare prototype: 0.76 ms, 0.32); 256x256, 0.83 per agent at
+K = 16; the CNN, 0.96-1.0 up to K = 8 and 1.21 at 16: wide layers and convolutions are
+arithmetic, which batching does not save. Memory per member: the replay buffer (CartPole 4.5 MB,
+LunarLander 7.5 MB, MinAtar Breakout 307 MB at the presets' sizes) against 0.25-7 MB of networks.
+
 Usage: python benchmarks/population_update.py [--blocks 9] [--block-size 20] [--widths 64 256]
 """
 
