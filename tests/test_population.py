@@ -235,3 +235,20 @@ def test_sigterm_checkpoints_every_member_and_resume_true_finishes_them_exactly(
         finished, uninterrupted = (json.loads((d / run.name / SUMMARY_FILE).read_text()) for d in (interrupted, whole))
         for key in ("steps", "final_eval_return_greedy", "mean_eval_return_greedy", "first_solved_step"):
             assert finished[key] == uninterrupted[key], key
+
+
+@pytest.mark.slow
+def test_ten_seeds_learn_the_same_alone_and_as_a_population(compose_config, tmp_path: Path):
+    # Steps to solve CartPole and the final evaluations over seeds 0-9: the same numbers, run by
+    # run, whether each seed trains alone or all ten train as one population.
+    budget = ["trainer.total_steps=25000", "trainer.progress=false"]
+    cfgs = [compose_config(*budget, f"seed={seed}") for seed in range(10)]
+    singles = [build_trainer(cfg, tmp_path / f"single{k}") for k, cfg in enumerate(cfgs)]
+    population = build_population(cfgs, [tmp_path / f"member{k}" for k in range(10)], [None] * 10)
+    alone = [trainer.run()[0] for trainer in singles]
+    together = population.run()
+    solved = [summary["first_solved_step"] for summary in alone]
+    assert sum(step is not None for step in solved) >= 5  # the comparison is about learning runs
+    for single, member in zip(alone, together):
+        for key in ("first_solved_step", "final_eval_return_greedy", "mean_eval_return_greedy"):
+            assert member[key] == single[key], key
