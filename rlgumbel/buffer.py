@@ -146,11 +146,16 @@ class ReplayBuffer:
         valid = self.valid.view(-1)
         invalid = ~valid[self._index(flat // self.num_envs, flat % self.num_envs)]
         while bool(invalid.any()):
-            for member in invalid.any(-1).nonzero().flatten().tolist():
-                redraw = invalid[member]
-                flat[member, redraw] = torch.randint(
-                    high, (int(redraw.sum()),), generator=member_generator(generator, member), device=self.obs.device
-                )
+            # each member redraws its invalid ones from its own generator; the mask orders them
+            # member by member, as the draws are concatenated
+            counts = invalid.sum(-1).tolist()
+            flat[invalid] = torch.cat(
+                [
+                    torch.randint(high, (count,), generator=member_generator(generator, member), device=flat.device)
+                    for member, count in enumerate(counts)
+                    if count
+                ]
+            )
             invalid = ~valid[self._index(flat // self.num_envs, flat % self.num_envs)]
         return flat // self.num_envs, flat % self.num_envs
 
@@ -176,7 +181,8 @@ class ReplayBuffer:
         first, last = self._index(row, env), window.gather(-1, (steps - 1).unsqueeze(-1)).squeeze(-1)
 
         def at(storage: Tensor, index: Tensor) -> Tensor:
-            return storage.view(-1, *storage.shape[3:])[index]
+            rows = storage.view(-1, *storage.shape[3:]).index_select(0, index.reshape(-1))
+            return rows.view(*index.shape, *storage.shape[3:])
 
         masks = (at(self.mask, first), at(self.next_mask, last)) if self.masked else (None, None)
         return Batch(
