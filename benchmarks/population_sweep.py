@@ -15,10 +15,10 @@ solved return (475), the median first solved step, and the IQM of the final gree
 all 40 runs with a 95% bootstrap interval; with `--keep`, how many of the 40 runs ended the same
 under both launchers (a member trains bit for bit as its single run, so all of them should).
 
-Measured here (torch 2.13 CPU, 2 cores): joblib 878 s, population 292 s, 3.01× (target ≥ 2.5×);
-38/40 runs solved under both, median first solved step 15,000, IQM 500.0 [499.7, 500.0] under
-both, and all 40 runs ended the same. Where a population's time goes (cProfile of 20 members,
-6,000 env steps, beside another job): updates 65%, evaluations 18%, env steps 15%.
+Measured here (torch 2.13 CPU, 2 cores, nothing else running): joblib 665 s, population 262 s,
+2.54× (target ≥ 2.5×); 38/40 runs solved under both, median first solved step 15,000, IQM
+500.0 [500.0, 500.0] under both, and all 40 runs ended the same. Where a population's time goes
+(cProfile of 20 members, 6,000 env steps): updates about 60%, evaluations 15%, env steps 15%.
 
 Usage: python benchmarks/population_sweep.py [--total-steps 50000] [--keep DIR]
 """
