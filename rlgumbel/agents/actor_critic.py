@@ -332,13 +332,17 @@ class ActorCritic:
             self._entropy_coef = self.log_entropy_coef.exp()
         return loss.detach(), entropy, grad_norm, applied
 
+    def _modules(self) -> dict[str, nn.Module]:
+        """The modules a checkpoint holds, by name."""
+        modules = {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic}
+        return modules | ({"normalizer": self.normalizer} if self.normalizer is not None else {})
+
     def member_state(self, member: int) -> dict[str, Any]:
         """Member `member`'s networks and optimizers, as a population of one would store them
         (the checkpoint of a member's run)."""
-        modules = {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic}
-        if self.normalizer is not None:
-            modules["normalizer"] = self.normalizer
-        state = {name: _member_tensors(module.state_dict(), member, self.members) for name, module in modules.items()}
+        state = {
+            name: _member_tensors(module.state_dict(), member, self.members) for name, module in self._modules().items()
+        }
         state |= {
             "actor_optimizer": self.actor_optimizer.member_state(member),
             "critic_optimizer": self.critic_optimizer.member_state(member),
@@ -352,11 +356,8 @@ class ActorCritic:
 
     def load_member_state(self, member: int, state: Mapping[str, Any]) -> None:
         """Restore what `member_state` returned into member `member`."""
-        modules = {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic}
-        if self.normalizer is not None:
-            modules["normalizer"] = self.normalizer
         with torch.no_grad():
-            for name, module in modules.items():
+            for name, module in self._modules().items():
                 mine = module.state_dict()
                 for key, saved in state[name].items():
                     view = member_view(mine[key], self.members)
