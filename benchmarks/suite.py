@@ -13,12 +13,17 @@ to get there (a seed that never did counts as infinitely slow, so "—" means at
 the interquartile mean of the final greedy evaluations across seeds with a 95% bootstrap
 interval, training env steps per second and wall seconds per run (medians over seeds).
 
+`--population` trains each env and selector's seeds together, as one population through the
+population launcher (`hydra/launcher=population`), `--jobs` populations at once: each seed's run
+is the same as alone (tests/test_population.py), in less wall time; steps/s and wall seconds are
+then the population's, shared by its runs.
+
 `--quick` is a smoke test of the whole pipeline: one seed, 2,000 env steps per run, two
 evaluation episodes. Its returns mean nothing.
 
 Usage:
     python benchmarks/suite.py [--envs cartpole acrobot ...] [--selectors gumbel_softmax ...]
-        [--seeds 5] [--jobs 2] [--out DIR] [--quick] [-- extra Hydra overrides...]
+        [--seeds 5] [--jobs 2] [--out DIR] [--population] [--quick] [-- extra Hydra overrides...]
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ QUICK = [
     "trainer.eval_episodes=2",
     "trainer.log_every=500",
 ]
+TRAIN = [sys.executable, "-m", "rlgumbel.cli.train"]
 BOOTSTRAP_SEED = 0  # numpy seed of every row's bootstrap interval: the tables are reproducible
 
 
@@ -99,37 +105,69 @@ def run_dir(root: Path, env: str, selector: str, seed: int) -> Path:
     return root / env / f"{selector}_seed{seed}"
 
 
+def _pending(root: Path, env: str, selector: str, seed: int) -> str | None:
+    """Whether a run must still train: None if its folder holds a finished or failed run, "resume"
+    if it holds a checkpoint to continue from, else "start" (a folder without one is removed)."""
+    folder = run_dir(root, env, selector, seed)
+    if not folder.is_dir():
+        return "start"
+    if load_run(folder, root).status in (COMPLETED, FAILED):
+        return None
+    if list_checkpoints(folder / layout.CHECKPOINT_DIR):
+        return "resume"
+    shutil.rmtree(folder)  # stopped before its first checkpoint: start again
+    return "start"
+
+
+def _run_logged(command: list[str], root: Path, log: Path, what: str) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=root)
+    log.write_text(done.stdout + done.stderr)
+    state = "done" if done.returncode == 0 else f"exit {done.returncode}"
+    print(f"{what}: {state} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+
+
 def train(root: Path, env: str, selector: str, seed: int, extra: list[str]) -> None:
     """Train one run through the CLI unless its folder already holds a finished or failed one;
     an interrupted run is continued from its last checkpoint."""
     folder = run_dir(root, env, selector, seed)
+    pending = _pending(root, env, selector, seed)
+    if pending is None:
+        return
+    command = [*TRAIN, f"env={env}", *SELECTORS[selector], f"seed={seed}", f"hydra.run.dir={folder}", *extra]
+    if pending == "resume":
+        command = [*TRAIN, f"resume={folder}"]
+    _run_logged(
+        [*command, "trainer.progress=false"],
+        root,
+        folder.parent / f"{folder.name}.log",
+        f"{env} {selector} seed {seed}",
+    )
+
+
+def train_population(root: Path, env: str, selector: str, seeds: range, extra: list[str]) -> None:
+    """Train an env's and selector's seeds that are not finished as one multirun through the
+    population launcher, each into the folder it would have alone; interrupted runs continue
+    from their checkpoints (`resume=true`)."""
+    pending = [seed for seed in seeds if _pending(root, env, selector, seed) is not None]
+    if not pending:
+        return
     command = [
-        sys.executable,
+        *TRAIN,
         "-m",
-        "rlgumbel.cli.train",
+        "hydra/launcher=population",
+        "hydra.launcher.n_jobs=1",
         f"env={env}",
         *SELECTORS[selector],
-        f"seed={seed}",
-        f"hydra.run.dir={folder}",
+        f"seed={','.join(map(str, pending))}",
+        f"hydra.sweep.dir={root / env}",
+        f"hydra.sweep.subdir={selector}_seed${{seed}}",
+        "resume=true",
         "trainer.progress=false",
         *extra,
     ]
-    if folder.is_dir():
-        status = load_run(folder, root).status
-        if status in (COMPLETED, FAILED):
-            return
-        if list_checkpoints(folder / layout.CHECKPOINT_DIR):
-            command = [sys.executable, "-m", "rlgumbel.cli.train", f"resume={folder}", "trainer.progress=false"]
-        else:  # stopped before its first checkpoint: start again
-            shutil.rmtree(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=root)
-    (folder.parent / f"{folder.name}.log").write_text(done.stdout + done.stderr)
-    state = "done" if done.returncode == 0 else f"exit {done.returncode}"
-    print(
-        f"{env} {selector} seed {seed}: {state} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True
-    )
+    _run_logged(command, root, root / env / f"{selector}_population.log", f"{env} {selector} seeds {pending}")
 
 
 def read_result(root: Path, env: str, selector: str, seed: int) -> RunResult:
@@ -213,6 +251,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 5; 1 with --quick)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings run at once")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument(
+        "--population", action="store_true", help="train each env's and selector's seeds as one population"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 2,000 env steps per run")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (after --)")
     args = parser.parse_args()
@@ -225,12 +266,17 @@ def main() -> None:
         jobs = [(env, selector, seed) for env in args.envs for selector in args.selectors for seed in range(seeds)]
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            list(pool.map(lambda job: train(root, *job, extra), jobs))
+            if args.population:
+                groups = [(env, selector) for env in args.envs for selector in args.selectors]
+                list(pool.map(lambda group: train_population(root, *group, range(seeds), extra), groups))
+            else:
+                list(pool.map(lambda job: train(root, *job, extra), jobs))
         elapsed = time.perf_counter() - started
         results = [read_result(root, *job) for job in jobs]
 
     print(
-        f"## The discrete suite: {seeds} seed{'s' if seeds > 1 else ''} per selector, {args.jobs} runs at once"
+        f"## The discrete suite: {seeds} seed{'s' if seeds > 1 else ''} per selector, "
+        + (f"{args.jobs} populations at once" if args.population else f"{args.jobs} runs at once")
         + (" (--quick: a smoke test, not a measurement)" if args.quick else "")
         + (f", overrides: {' '.join(args.overrides)}" if args.overrides else "")
     )
