@@ -22,10 +22,6 @@ from rlgumbel.schedules import LinearSchedule
 from rlgumbel.selectors import ActionSelector, Temperature
 
 
-class NonFiniteUpdate(ArithmeticError):
-    """A loss or gradient of an update was NaN or infinite; that optimizer step was not taken."""
-
-
 def masked_logits(logits: Tensor, mask: Tensor | None) -> Tensor:
     """Logits with disallowed actions at −inf (never selected, probability 0): [K, B, A]."""
     return logits if mask is None else logits.masked_fill(~mask, float("-inf"))
