@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
+from scipy import stats
 from torch.nn import functional as F
 
 from rlgumbel.agents import ActorCritic
 from rlgumbel.buffer import Batch, one_step_batch
-from rlgumbel.networks import Actor, EnsembleEncoder, QHeadCritic
+from rlgumbel.networks import Actor, EnsembleEncoder, EnsembleMLP, QHeadCritic
 from rlgumbel.schedules import ConstantSchedule
 from rlgumbel.selectors import ArgmaxSelector, GumbelSoftmaxSelector
 
@@ -341,6 +342,25 @@ def test_batched_convolution_equals_each_networks_own_convolution(members, repea
         conv = torch.relu(F.conv2d(images[network // repeats], weight, encoder.bias[network, 0]))
         expected = conv.flatten(2).transpose(1, 2).flatten(1)  # [B, positions · channels]
         torch.testing.assert_close(out[network], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_mlp_equals_each_networks_own_layers_drawn_like_nn_linear():
+    # Reference: network n alone, F.linear and relu layer by layer with its own weights.
+    mlp = EnsembleMLP(3, 5, [8, 6], 2)
+    x = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(0))
+    out = mlp(x)
+    for network in range(3):
+        h = x[network]
+        for index, (weight, bias) in enumerate(zip(mlp.weights, mlp.biases)):
+            h = F.linear(h, weight[network].t(), bias[network, 0])
+            h = torch.relu(h) if index < 2 else h
+        torch.testing.assert_close(out[network], h, rtol=1e-5, atol=1e-6)
+    # nn.Linear's initialisation: weights and biases uniform within ±1/sqrt(fan_in). Scaled by
+    # that bound, the 348 draws are uniform on [-1, 1]: Kolmogorov-Smirnov at the 1% level.
+    mlp.init_rows_(slice(None), torch.Generator().manual_seed(1))
+    scaled = torch.cat([(p.detach() * math.sqrt(w.shape[1])).flatten() for w, b in mlp._layers for p in (w, b)])
+    assert float(scaled.abs().max()) <= 1.0
+    assert stats.kstest(scaled.double().numpy(), stats.uniform(-1, 2).cdf).pvalue > 0.01
 
 
 def test_cnn_agent_updates_on_image_observations(make_agent):
