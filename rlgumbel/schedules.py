@@ -64,13 +64,9 @@ class ExponentialSchedule(Schedule):
         return max(self.end, self.start * math.exp(-self.rate * max(step, 0)))
 
 
-class CosineSchedule(Schedule):
-    """Half a cosine from `start` to `end` over `duration` steps, then `end`."""
-
-    def __init__(self, start: float, end: float, duration: int) -> None:
-        self.start = float(start)
-        self.end = float(end)
-        self.duration = duration
+class CosineSchedule(LinearSchedule):
+    """Half a cosine from `start` to `end` over `duration` steps, then `end`: the linear
+    schedule's span and keys, another shape."""
 
     def __call__(self, step: int) -> float:
         fraction = step / self.duration
