@@ -135,9 +135,10 @@ def train(root: Path, env: str, selector: str, seed: int, extra: list[str]) -> N
     pending = _pending(root, env, selector, seed)
     if pending is None:
         return
-    command = [*TRAIN, f"env={env}", *SELECTORS[selector], f"seed={seed}", f"hydra.run.dir={folder}", *extra]
     if pending == "resume":
         command = [*TRAIN, f"resume={folder}"]
+    else:
+        command = [*TRAIN, f"env={env}", *SELECTORS[selector], f"seed={seed}", f"hydra.run.dir={folder}", *extra]
     _run_logged(
         [*command, "trainer.progress=false"],
         root,

@@ -178,19 +178,14 @@ class ReplayBuffer:
         ended_before = torch.cumsum(done, -1) - done.long() > 0
         inside = (offsets < stored_after.unsqueeze(-1)) & ~ended_before
         steps = inside.sum(-1)
-        first, last = self._index(row, env), window.gather(-1, (steps - 1).unsqueeze(-1)).squeeze(-1)
-
-        def at(storage: Tensor, index: Tensor) -> Tensor:
-            rows = storage.view(-1, *storage.shape[3:]).index_select(0, index.reshape(-1))
-            return rows.view(*index.shape, *storage.shape[3:])
-
-        masks = (at(self.mask, first), at(self.next_mask, last)) if self.masked else (None, None)
+        first, last = window[..., 0], window.gather(-1, (steps - 1).unsqueeze(-1)).squeeze(-1)
+        masks = (_at(self.mask, first), _at(self.next_mask, last)) if self.masked else (None, None)
         return Batch(
-            at(self.obs, first),
-            at(self.action, first),
-            at(self.reward, window) * inside,
-            at(self.next_obs, last),
-            at(self.terminated, last).float(),
+            _at(self.obs, first),
+            _at(self.action, first),
+            _at(self.reward, window) * inside,
+            _at(self.next_obs, last),
+            _at(self.terminated, last).float(),
             steps,
             *masks,
         )
@@ -230,3 +225,9 @@ class ReplayBuffer:
     def load_state_dict(self, state: dict[str, Tensor | int]) -> None:
         """Restore what `state_dict` returned."""
         self.load_member_state(0, state)
+
+
+def _at(storage: Tensor, index: Tensor) -> Tensor:
+    """The entries of `storage` [rows, K, N, …] at flat positions `index` (`ReplayBuffer._index`): [*index.shape, …]."""
+    entries = storage.view(-1, *storage.shape[3:]).index_select(0, index.reshape(-1))
+    return entries.view(*index.shape, *storage.shape[3:])
