@@ -1,7 +1,7 @@
 """Benchmark: the mean return of the uniformly random policy on each env preset, and of the
 optimal policy where the env publishes its model.
 
-The random returns are the `env.random_return` values of the presets (rlgumbel/configs/env/), the zero
+The random returns are the `env.random_return` values of the presets (configs/env/), the zero
 of the report's normalised score. For each preset, runs `--episodes` episodes of uniformly
 random actions (among the allowed ones, where the env gives action masks) in a vector env built
 the way training builds it (`make_vector_env` with the preset's id and kwargs), each copy reset

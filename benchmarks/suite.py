@@ -245,7 +245,7 @@ def _budget(overrides: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--envs", nargs="+", default=list(ENVS), help="env presets (rlgumbel/configs/env/)")
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), help="env presets (configs/env/)")
     parser.add_argument(
         "--selectors", nargs="+", default=["gumbel_softmax"], choices=list(SELECTORS), help="selector variants"
     )

@@ -169,7 +169,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     """Validate `cfg` and build the trainer of one run, a population of one (`build_population`).
 
     Args:
-        cfg: the composed config (rlgumbel/configs/train.yaml and its groups).
+        cfg: the composed config (configs/train.yaml and its groups).
         run_dir: the run's folder (from Hydra's runtime output dir).
         checkpoint: a checkpoint of this run to continue from.
     Raises:
@@ -185,7 +185,7 @@ def build_population(
     written until all is valid.
 
     Args:
-        cfgs: the composed configs (rlgumbel/configs/train.yaml and its groups), one per member,
+        cfgs: the composed configs (configs/train.yaml and its groups), one per member,
             alike in everything but the per-member keys (rlgumbel/population.py).
         run_dirs: the members' run folders (from Hydra's runtime output dirs).
         checkpoints: per member, a checkpoint of its run to continue from, or None; all from

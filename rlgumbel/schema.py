@@ -1,12 +1,12 @@
 """The config schema: every key's type, default, allowed values and meaning, in one place.
 
-Hydra composes rlgumbel/configs/ on top of these dataclasses (registered in its ConfigStore by
+Hydra composes configs/ on top of these dataclasses (registered in its ConfigStore by
 `register_schema`), so a wrong type, an unknown key or a `+new.key` is refused while composing;
 the YAML files only select options and override values. `validate` then checks what types cannot
 say (ranges, choices, relations between keys) and names the full key path of what is wrong.
 Defaults below were chosen by measurement on CartPole-v1 (benchmarks/suite.py --envs cartpole;
 2-seed 30k-step grids, then 5 seeds per selector), the same for every selector; the env presets
-(rlgumbel/configs/env/) say what each env changes and why.
+(configs/env/) say what each env changes and why.
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ class TrainerSettings:
 
 @dataclass
 class TrainConfig:
-    """The root of `rlgumbel-train`'s config (rlgumbel/configs/train.yaml selects the groups)."""
+    """The root of `rlgumbel-train`'s config (configs/train.yaml selects the groups)."""
 
     experiment_name: str = "default"  # first folder level under runs/ (experiment presets set it)
     seed: int = key(0, ge=0)  # seeds torch, the envs' resets and action spaces
@@ -291,9 +291,9 @@ class TrainConfig:
     resume: Any = None
     trainer: TrainerSettings = field(default_factory=TrainerSettings)
     env: EnvConfig = field(default_factory=EnvConfig)
-    agent: Any = MISSING  # rlgumbel/configs/agent/
-    selector: Any = MISSING  # rlgumbel/configs/selector/
-    schedule: Any = MISSING  # the temperature schedule, rlgumbel/configs/schedule/
+    agent: Any = MISSING  # configs/agent/
+    selector: Any = MISSING  # configs/selector/
+    schedule: Any = MISSING  # the temperature schedule, configs/schedule/
 
 
 # Option schemas of the groups whose options are different classes, by the class they build.

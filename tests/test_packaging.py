@@ -61,3 +61,29 @@ def test_a_built_wheel_trains_from_an_unrelated_folder(tmp_path: Path):
     assert f"run: {run_dir}" in done.stdout
     assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").env.id == "Acrobot-v1"
     assert list((run_dir / "checkpoints").glob("*.pt"))
+
+
+def _source_packages() -> set[str]:
+    """Every folder of the shipped trees as the package it installs as: rlgumbel/ (but its caches),
+    configs/ (as rlgumbel.configs) and hydra_plugins/."""
+    trees = {
+        "rlgumbel": REPO / "rlgumbel",
+        "rlgumbel.configs": REPO / "configs",
+        "hydra_plugins": REPO / "hydra_plugins",
+    }
+    packages = set()
+    for name, root in trees.items():
+        for folder in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+            if folder.name == "__pycache__" or "__pycache__" in folder.parts:
+                continue
+            packages.add(".".join([name, *folder.relative_to(root).parts]))
+    return packages
+
+
+def test_the_package_list_names_every_folder_of_the_source_trees():
+    import tomllib
+
+    settings = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert settings["package-dir"] == {"rlgumbel.configs": "configs"}
+    assert set(settings["packages"]) == _source_packages()
+    assert not (REPO / "rlgumbel" / "configs").exists(), "the config tree has one home: configs/"

@@ -57,7 +57,7 @@ class ActorCritic:
 
     Every learning-rule value is a required keyword: the schema (`ActorCriticConfig` in
     rlgumbel/schema.py) holds the defaults and checks the values, the env presets
-    (rlgumbel/configs/env/) say what each env changes.
+    (configs/env/) say what each env changes.
 
     Args:
         obs_shape: one observation's shape (a whole number for vectors), from the env.

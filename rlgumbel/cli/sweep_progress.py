@@ -1,6 +1,6 @@
 """What a multirun prints for its reader: which run of how many starts, and one line per run at the end.
 
-A Hydra callback (rlgumbel/configs/train.yaml, `hydra.callbacks`). The sweep's size is counted in
+A Hydra callback (configs/train.yaml, `hydra.callbacks`). The sweep's size is counted in
 the launching process and handed to the jobs through the environment, so that jobs a launcher
 runs in worker processes (joblib, submitit) count the same way.
 """
