@@ -21,15 +21,15 @@ class Batch:
 
     Attributes:
         obs: [B, *obs_shape] the state the window starts in.
-        action: [B] int64, the action taken there.
+        action: [B, *action_shape] int64, the action taken there ([B, D]: one choice per component).
         reward: [B, n] the rewards of the window's steps; 0 past its last step.
         next_obs: [B, *obs_shape] the state after the window's last step.
         terminated: [B] float, 1.0 if the episode reached a terminal state at the window's last
             step (not at a time limit): nothing is bootstrapped from `next_obs` then.
         steps: [B] int64, how many steps the window has (1 … n); it ends early where the
             episode ends or the stored trajectory does.
-        mask, next_mask: [B, A] bool allowed actions at `obs` and `next_obs`, for envs with
-            action masks; None otherwise.
+        mask, next_mask: [B, *action_shape, A] bool allowed actions at `obs` and `next_obs`,
+            for envs with action masks; None otherwise.
     """
 
     obs: Tensor
@@ -71,12 +71,20 @@ class ReplayBuffer:
             older rows are overwritten.
         obs_shape: the shape of one observation.
         num_envs: copies of each member's vector env, transitions per member and row.
-        num_actions: if given, the allowed-action masks of obs and next_obs are stored too.
+        num_actions: if given, the allowed-action masks of obs and next_obs are stored too,
+            [*action_shape, num_actions] per transition.
         members: K, members of the population.
+        action_shape: the shape of one action: () for one whole number, (D,) for D components.
     """
 
     def __init__(
-        self, capacity: int, obs_shape: Sequence[int], num_envs: int, num_actions: int | None = None, members: int = 1
+        self,
+        capacity: int,
+        obs_shape: Sequence[int],
+        num_envs: int,
+        num_actions: int | None = None,
+        members: int = 1,
+        action_shape: Sequence[int] = (),
     ) -> None:
         self.num_envs, self.members = num_envs, members
         self.rows = math.ceil(capacity / num_envs)
@@ -84,12 +92,12 @@ class ReplayBuffer:
         shape = (self.rows, members, num_envs)
         self.obs = torch.zeros(*shape, *obs_shape)
         self.next_obs = torch.zeros(*shape, *obs_shape)
-        self.action = torch.zeros(shape, dtype=torch.int64)
+        self.action = torch.zeros(*shape, *action_shape, dtype=torch.int64)
         self.reward = torch.zeros(shape)
         self.terminated = torch.zeros(shape, dtype=torch.bool)
         self.done = torch.zeros(shape, dtype=torch.bool)  # terminated or truncated
         self.valid = torch.zeros(shape, dtype=torch.bool)
-        masks = (*shape, num_actions) if num_actions else (0, 0, 0, 0)
+        masks = (*shape, *action_shape, num_actions) if num_actions else (0, 0, 0, 0)
         self.mask = torch.ones(masks, dtype=torch.bool)
         self.next_mask = torch.ones(masks, dtype=torch.bool)
         self.masked = bool(num_actions)
@@ -113,10 +121,11 @@ class ReplayBuffer:
         """Store one vector step of every member: a transition for each of the K × N copies.
 
         Args:
-            obs, next_obs: [K, N, *obs_shape]; action: [K, N] int64; reward: [K, N].
+            obs, next_obs: [K, N, *obs_shape]; action: [K, N, *action_shape] int64; reward: [K, N].
             terminated, truncated: [K, N] bool, how the episode ended at this step, if it did.
             valid: [K, N] bool; false for a copy's reset step after its episode ended.
-            mask, next_mask: [K, N, A] bool allowed actions, for a buffer made with `num_actions`.
+            mask, next_mask: [K, N, *action_shape, A] bool allowed actions, for a buffer made
+                with `num_actions`.
         """
         row = self.position
         self.size += valid.sum(-1) - self.valid[row].sum(-1)
@@ -214,7 +223,9 @@ class ReplayBuffer:
                 f"has {self.rows} rows of {self.num_envs} (trainer.buffer_size, env.num_envs)"
             )
         for name in self._names():
-            getattr(self, name)[:filled, member] = state[name]
+            mine = getattr(self, name)[:filled, member]
+            # reshape: checkpoints from before actions had components ([filled, N] actions)
+            mine.copy_(state[name].reshape(mine.shape))
         self.position, self.filled = int(state["position"]), filled
         self.size[member] = int(state["size"])
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlgumbel import layout
 from rlgumbel.agents import ActorCritic
 from rlgumbel.buffer import ReplayBuffer
+from rlgumbel.diagnostics import check_enumerable
 from rlgumbel.envs import EnvConfigError, action_mask, env_shape, make_vector_env
 from rlgumbel.hparams import hparams
 from rlgumbel.logger import Logger
@@ -131,7 +132,8 @@ def build_agent(cfgs: Sequence[DictConfig], envs: gym.vector.VectorEnv) -> Actor
         "agent",
         agent,
         obs_shape=shape.obs_shape,
-        num_actions=shape.num_actions,
+        action_sizes=shape.action_sizes,
+        agents=shape.agents,
         selector=selector,
         seeds=[cfg.seed for cfg in cfgs],
     )
@@ -199,6 +201,11 @@ def build_population(
     members = [_build_member(cfg, run_dir, settings, None) for cfg, run_dir in zip(cfgs, run_dirs)]
     envs = members[0].envs
     shape = env_shape(envs)
+    if settings.diagnostics:
+        try:
+            check_enumerable(shape.components, shape.num_actions)
+        except ValueError as error:
+            raise ConfigError(f"trainer.diagnostics=true: {error}; set trainer.diagnostics=false") from None
     agent = build_agent(cfgs, envs)
     for cfg, member in zip(cfgs, members):
         _check_temperatures(cfg, member.temperature, agent.selector)
@@ -213,6 +220,7 @@ def build_population(
         envs.num_envs,
         num_actions=shape.num_actions if masked else None,
         members=len(cfgs),
+        action_shape=(shape.components,),
     )
     for cfg, member, checkpoint in zip(cfgs, members, checkpoints):
         member.logger = Logger(

@@ -2,11 +2,13 @@
 
 On a fixed batch of states, with the critic's values held fixed, the exact actor gradient is
     g* = ∇_φ mean_s Σ_a π_φ(a|s) Q(s, a),
-computed by enumerating the actions. The selector's `actor_objective` gives a stochastic
-estimate of it; M independent estimates are drawn in one pass by repeating the batch M times
-(every selector acts row by row, so the replicas' noise is independent), differentiating with
-respect to the repeated logits, and mapping the M logit gradients [M, B, A] to parameter
-gradients with one batched vector-Jacobian product through the actor
+computed by enumerating the actions: with D components of A choices (padded), the J = A^D joint
+actions, whose probability is Π_d π_d(a_d|s) (at most `MAX_JOINT_ACTIONS`; a padded choice has
+probability 0). The selector's `actor_objective`
+gives a stochastic estimate of it; M independent estimates are drawn in one pass by repeating the
+batch M times (every selector acts row by row, so the replicas' noise is independent),
+differentiating with respect to the repeated logits, and mapping the M logit gradients
+[M, B, D, A] to parameter gradients with one batched vector-Jacobian product through the actor
 (`torch.autograd.grad(..., is_grads_batched=True)`), not M backward passes.
 
 The entropy bonus is left out: it is exact and the same for every selector.
@@ -22,6 +24,39 @@ from torch import Tensor, nn
 
 from rlgumbel.selectors import ActionSelector, ActionValue
 
+MAX_JOINT_ACTIONS = 4096  # the critic is evaluated at every joint action of every state
+
+
+def check_enumerable(components: int, num_actions: int) -> None:
+    """Raise ValueError if the A^D joint actions are more than `MAX_JOINT_ACTIONS`."""
+    if num_actions**components > MAX_JOINT_ACTIONS:
+        raise ValueError(
+            f"the exact gradient enumerates the {num_actions}^{components} = {num_actions**components} joint "
+            f"actions of this env, more than {MAX_JOINT_ACTIONS}"
+        )
+
+
+def joint_one_hots(components: int, num_actions: int) -> Tensor:
+    """Every joint action as one-hot vectors [J, D, A], J = A^D, the last component varying fastest."""
+    check_enumerable(components, num_actions)
+    choices = torch.cartesian_prod(*[torch.arange(num_actions)] * components).view(-1, components)
+    return torch.nn.functional.one_hot(choices, num_actions).float()
+
+
+def expected_value(probs: Tensor, obs: Tensor, bind: Callable[[Tensor], ActionValue]) -> Tensor:
+    """mean_s E_{a~π}[Q(s, a)] under the component distributions probs [B, D, A] (differentiable
+    in probs), the critic's values held fixed: Σ_a π(a|s) Q(s, a) for one component, the sum over
+    the J joint actions, each of probability Π_d π_d(a_d|s), for several."""
+    batch, components, num_actions = probs.shape
+    if components == 1:
+        return (probs * bind(obs).components(probs.detach()).detach()).sum(-1).sum(-1).mean()
+    joint = joint_one_hots(components, num_actions).to(probs.dtype)  # [J, D, A]
+    count = joint.shape[0]
+    every_obs = obs.repeat_interleave(count, dim=0)
+    values = bind(every_obs).of(joint.repeat(batch, 1, 1)).detach().view(batch, count)
+    joint_probs = (probs.unsqueeze(1) * joint).sum(-1).prod(-1)  # [B, J]
+    return (joint_probs * values).sum(-1).mean()
+
 
 def logit_gradients(
     logits: Tensor,
@@ -35,30 +70,29 @@ def logit_gradients(
     """Exact and estimated gradients of the batch-mean actor objective w.r.t. the logits.
 
     Args:
-        logits: [B, A] (detached inside).
-        obs: [B, D] the states, passed to `bind` (repeated M times for the estimates).
-        bind: obs [N, D] → the critic's values Q(s, ·) for those states, e.g. `critic.bind`.
+        logits: [B, D, A] (detached inside).
+        obs: [B, *obs_shape] the states, passed to `bind` (repeated M times for the estimates).
+        bind: obs [N, *obs_shape] → the critic's values Q(s, ·) for those states, e.g. `critic.bind`.
         selector: whose `actor_objective` is estimated.
         temperature: > 0, passed to `selector.select`.
         generator: the noise of the M estimates.
         samples: M >= 1 independent estimates.
     Returns:
-        exact: [B, A], ∂/∂logits of mean_s Σ_a softmax(logits)_a Q(s, a) = π ⊙ (Q − π·Q) / B.
-        estimates: [M, B, A], ∂/∂logits of mean_s actor_objective(s), one per independent draw.
+        exact: [B, D, A], ∂/∂logits of mean_s E_{a~π}[Q(s, a)] (`expected_value`); for D = 1,
+            π ⊙ (Q − π·Q) / B.
+        estimates: [M, B, D, A], ∂/∂logits of mean_s actor_objective(s), one per independent draw.
     """
-    batch, num_actions = logits.shape
+    batch = logits.shape[0]
     with torch.enable_grad():
         leaf = logits.detach().requires_grad_()
-        q_all = bind(obs).all().detach()
-        exact_objective = (torch.softmax(leaf, -1) * q_all).sum(-1).mean()
-        (exact,) = torch.autograd.grad(exact_objective, leaf)
+        (exact,) = torch.autograd.grad(expected_value(torch.softmax(leaf, -1), obs, bind), leaf)
 
         # Replica m is rows m·B … (m+1)·B − 1; each replica's objective is a batch mean.
-        repeated = logits.detach().repeat(samples, 1).requires_grad_()
+        repeated = logits.detach().repeat(samples, 1, 1).requires_grad_()
         selection = selector.select(repeated, temperature, generator)
         objective = selector.actor_objective(selection, bind(obs.repeat(samples, *[1] * (obs.dim() - 1))))
         (estimates,) = torch.autograd.grad(objective.sum() / batch, repeated)
-    return exact, estimates.view(samples, batch, num_actions)
+    return exact, estimates.view(samples, *logits.shape)
 
 
 def policy_gradients(
@@ -81,7 +115,7 @@ def policy_gradients(
     with torch.enable_grad():
         logits = actor(obs)
         exact, estimates = logit_gradients(logits, obs, bind, selector, temperature, generator, samples)
-        cotangents = torch.cat([exact.unsqueeze(0), estimates])  # [M + 1, B, A]
+        cotangents = torch.cat([exact.unsqueeze(0), estimates])  # [M + 1, B, D, A]
         grads = torch.autograd.grad(logits, params, grad_outputs=cotangents, is_grads_batched=True)
     flat = torch.cat([g.flatten(1) for g in grads], dim=1)
     return flat[0], flat[1:]
@@ -139,9 +173,9 @@ def gradient_diagnostics(
     Does not touch the parameters' `.grad` nor the critic; safe to call between updates.
 
     Args:
-        actor: obs [B, D] → logits [B, A]; its trainable parameters define the gradient.
-        obs: [B, D] a fixed batch of states (e.g. a replay batch).
-        bind: obs [N, D] → the critic's values Q(s, ·) for those states (`agent.critic.bind`).
+        actor: obs [B, *obs_shape] → logits [B, D, A]; its trainable parameters define the gradient.
+        obs: [B, *obs_shape] a fixed batch of states (e.g. a replay batch).
+        bind: obs [N, *obs_shape] → the critic's values Q(s, ·) for those states (`agent.critic.bind`).
         selector: the selector under study (`agent.selector`).
         temperature: > 0, the current temperature.
         generator: noise of the estimates; a generator of its own keeps training reproducible

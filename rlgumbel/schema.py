@@ -176,6 +176,9 @@ class CriticConfig:
     pessimism: float = 1.0
     hidden_sizes: list[int] = key([64, 64], ge=1)  # a 128-wide critic was no better and ~1.5x slower per update
     lr: float = key(3.0e-3, gt=0.0)  # Q must track the value of a policy that keeps improving; 1e-3 lagged
+    # multi-agent envs: true, one critic reads every agent's observation and action vector (MADDPG,
+    # Lowe et al. 2017); false, each agent's critic reads only its own (independent learners)
+    centralised: bool = True
 
 
 @dataclass
@@ -215,6 +218,9 @@ class ActorCriticConfig:
     # mlp: flattened observations; cnn: one 3x3 convolution for image observations [C, H, W]
     encoder: str = key("mlp", choices=("mlp", "cnn"))
     conv_channels: int = key(16, ge=1)  # channels of the cnn encoder (MinAtar's DQN uses 16)
+    # multi-agent envs: one actor (and per-agent critic) network for all agents, with a one-hot
+    # agent id as input, instead of one per agent
+    share_parameters: bool = False
 
     @staticmethod
     def relations(node: DictConfig) -> Iterator[tuple[str, str]]:

@@ -4,9 +4,13 @@ Every selector returns, for a batch of logits, the action sent to the environmen
 differentiable action vector for the actor's loss, and the policy's log-probabilities and
 entropy. Selectors are stateless: the trainer passes the temperature and the random generator.
 
-Shapes below are those of one batch, logits [B, A]; every selector acts row by row, so a
-population's logits [K, B, A] work the same, with per-member temperatures [K, 1, 1] and
-`MemberGenerators` (member k's noise from its own generator, rlgumbel/generators.py).
+Logits are [B, D, A]: a batch of B states, each with an action of D components (D = 1: one
+categorical; D > 1: a factored action, or the joint action of D agents), each a categorical over A
+choices (a component with fewer is padded with −inf logits). Every selector acts on each row of A
+logits independently, so components are sampled independently and a selector knows nothing of
+what they stand for; a population's logits [K, B, D, A] work the same, with per-member
+temperatures [K, 1, 1, 1] and `MemberGenerators` (member k's noise from its own generator,
+rlgumbel/generators.py). Shapes below are those of one batch.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from rlgumbel.generators import Generator, rand, uniform_
+from rlgumbel.generators import Generator, MemberGenerators, rand, uniform_
 from rlgumbel.schedules import Schedule
 
-Temperature = float | Tensor  # a number, or per-member values [K, 1, 1] for a population's logits
+Temperature = float | Tensor  # a number, or per-member values [K, 1, 1, 1] for a population's logits
 
 
 class Selection:
@@ -32,12 +36,14 @@ class Selection:
     The policy statistics are computed on first use: a rollout or a target needs only some.
 
     Attributes:
-        env_action: [B] int64, the action taken in the environment.
-        action: [B, A] action vector fed to the critic; carries the selector's gradient.
-        log_prob: [B] log π(env_action | s) under `softmax(logits)`, differentiable.
-        probs: [B, A] the target policy's action distribution (for expected critic targets),
-            detached; `softmax(logits)` unless the selector says otherwise.
-        entropy: [B] entropy of `softmax(logits)`, differentiable.
+        env_action: [B, D] int64, the action taken in the environment.
+        action: [B, D, A] action vectors fed to the critic; carry the selector's gradient.
+        log_prob: [B, D] log π_d(env_action_d | s) of each component under `softmax(logits)`,
+            differentiable; the joint log-probability is their sum.
+        probs: [B, D, A] the target policy's distribution of each component (for expected
+            critic targets), detached; `softmax(logits)` unless the selector says otherwise.
+        entropy: [B, D] entropy of each component's `softmax(logits)`, differentiable; the joint
+            entropy is their sum.
     """
 
     def __init__(
@@ -48,8 +54,9 @@ class Selection:
         scores: Tensor | None = None,
         target_probs: Tensor | None = None,
     ) -> None:
-        """Args: logits [B, A]; action [B, A]; either env_action [B] or the scores [B, A] whose
-        argmax it is; target_probs [B, A] if the target policy is not `softmax(logits)`."""
+        """Args: logits [B, D, A]; action [B, D, A]; either env_action [B, D] or the scores
+        [B, D, A] whose argmax it is; target_probs [B, D, A] if the target policy is not
+        `softmax(logits)`."""
         if (env_action is None) == (scores is None):
             raise ValueError("a Selection needs exactly one of env_action and scores")
         self.logits, self.action = logits, action
@@ -63,7 +70,7 @@ class Selection:
 
     @cached_property
     def log_probs(self) -> Tensor:
-        """[B, A] log softmax(logits); differentiable even if first read under `no_grad`."""
+        """[B, D, A] log softmax(logits); differentiable even if first read under `no_grad`."""
         with torch.enable_grad():
             return torch.log_softmax(self.logits, dim=-1)
 
@@ -86,10 +93,12 @@ class ActionValue(Protocol):
     """A critic seen from the selector: Q(s, ·) for the batch of states being updated."""
 
     def of(self, action: Tensor) -> Tensor:
-        """Q(s, action) for action vectors [B, A] (one-hot or relaxed); returns [B]."""
+        """Q(s, action) for action vectors [B, D, A] (one-hot or relaxed); returns [B]."""
 
-    def all(self) -> Tensor:
-        """Q(s, a) for every action a; returns [B, A]."""
+    def components(self, action: Tensor) -> Tensor:
+        """[B, D, A]: for each component d and choice a, the value with component d set to the
+        one-hot of a and the others at `action` [B, D, A] (of the critic that reads component d;
+        Q(s, a) for every a when D = 1)."""
 
 
 _TINY = {dtype: torch.finfo(dtype).tiny for dtype in (torch.float32, torch.float64)}
@@ -124,7 +133,8 @@ def gumbel_noise(
 
 
 def policy_action(logits: Tensor, greedy: bool, temperature: Temperature, generator: Generator) -> Tensor:
-    """An evaluation's action [B]: the argmax of the logits, or a sample of `softmax(logits / temperature)`."""
+    """An evaluation's action [B, D] from logits [B, D, A]: the argmax of each component's logits,
+    or a sample of `softmax(logits / temperature)`."""
     return logits.argmax(-1) if greedy else gumbel_max_sample(logits / temperature, generator)
 
 
@@ -137,9 +147,9 @@ def perturbed_logits(logits: Tensor, generator: Generator) -> Tensor:
     (|logits| ≳ 1e6).
 
     Args:
-        logits: [B, A]; −inf marks a masked action.
+        logits: [B, D, A]; −inf marks a masked action.
     Returns:
-        [B, A]; differentiable in `logits`.
+        [B, D, A]; differentiable in `logits`.
     """
     work = logits if logits.dtype in _TINY else logits.float()
     return work - _log_exponential(logits.shape, generator, work.dtype, logits.device)
@@ -149,9 +159,9 @@ def gumbel_max_sample(logits: Tensor, generator: Generator) -> Tensor:
     """Exact sample from Categorical(softmax(logits)) by the Gumbel-max trick.
 
     Args:
-        logits: [B, A]; −inf marks a masked action, which is never chosen.
+        logits: [B, D, A]; −inf marks a masked action, which is never chosen.
     Returns:
-        [B] int64 actions.
+        [B, D] int64 actions, one per component.
     """
     return perturbed_logits(logits.detach(), generator).argmax(-1)
 
@@ -183,8 +193,8 @@ def tempered_softmax(scores: Tensor, temperature: Temperature, row_max: Tensor |
     only underflow to −inf (probability 0), never overflow to +inf (which would give NaN).
 
     Args:
-        scores: [B, A].
-        row_max: [B, 1] the detached row maximum of `scores`, if already at hand.
+        scores: [B, D, A].
+        row_max: [B, D, 1] the detached row maximum of `scores`, if already at hand.
     """
     if row_max is None:
         row_max = scores.detach().amax(-1, keepdim=True)
@@ -192,7 +202,7 @@ def tempered_softmax(scores: Tensor, temperature: Temperature, row_max: Tensor |
 
 
 def entropy_of(log_probs: Tensor) -> Tensor:
-    """Entropy of a categorical from its log-probabilities [B, A]: [B].
+    """Entropy of each categorical from its log-probabilities [B, D, A]: [B, D].
 
     A masked action (log-probability −inf) adds 0. Its log-probability is clamped at
     log(tiny) first: large enough that neither the value nor the gradient becomes NaN (a
@@ -228,14 +238,14 @@ class ActionSelector:
         """Choose actions for a batch.
 
         Args:
-            logits: [B, A] actor outputs; −inf marks masked actions.
+            logits: [B, D, A] actor outputs; −inf marks masked actions.
             temperature: > 0, from the temperature schedule.
             generator: the run's random generator.
         """
         raise NotImplementedError
 
     def act(self, logits: Tensor, temperature: Temperature, generator: Generator, step: int) -> Tensor:
-        """The behaviour action for rollouts at env step `step`: [B] int64.
+        """The behaviour action for rollouts at env step `step`: [B, D] int64.
 
         A sample of `softmax(logits)` unless a selector explores otherwise.
         """
@@ -246,7 +256,7 @@ class ActionSelector:
         return 0.0
 
     def actor_objective(self, selection: Selection, critic: ActionValue) -> Tensor:
-        """Per-state surrogate whose gradient estimates ∇ E_π[Q(s, a)]; [B], to maximise.
+        """Per-state surrogate whose gradient estimates ∇ E_π[Q(s, a)] over the joint action; [B], to maximise.
 
         Pathwise: the critic evaluated at the differentiable action vector.
         """
@@ -292,8 +302,10 @@ class SampleSelector(ActionSelector):
     """Actions sampled from `Categorical(softmax(logits))`; score-function gradient.
 
     The temperature does not enter: the policy is `softmax(logits)` itself. The actor's
-    surrogate is `log π(a|s) · (Q(s, a) − V(s))` with the baseline `V(s) = Σ_a π(a|s) Q(s, a)`
-    (REINFORCE with a state-dependent baseline; Williams 1992).
+    surrogate is `Σ_d log π_d(a_d|s) · (Q(s, a) − b_d(s, a_−d))` with the per-component baseline
+    `b_d = Σ_c π_d(c|s) Q(s, a_−d, c)`, the other components at their sampled values (REINFORCE
+    with a state-dependent baseline, Williams 1992; with D = 1, `V(s) = Σ_a π(a|s) Q(s, a)`). A
+    baseline that does not depend on a_d leaves the estimate unbiased.
     """
 
     def select(self, logits: Tensor, temperature: Temperature, generator: Generator) -> Selection:
@@ -304,10 +316,10 @@ class SampleSelector(ActionSelector):
 
     def actor_objective(self, selection: Selection, critic: ActionValue) -> Tensor:
         with torch.no_grad():
-            q_all = critic.all()
-            q_taken = q_all.gather(-1, selection.env_action.unsqueeze(-1)).squeeze(-1)
-            baseline = (selection.probs * q_all).sum(-1)
-        return selection.log_prob * (q_taken - baseline)
+            q_components = critic.components(selection.action)  # [B, D, A]
+            q_taken = q_components.gather(-1, selection.env_action.unsqueeze(-1)).squeeze(-1)  # Q(s, a) per d
+            baseline = (selection.probs * q_components).sum(-1)
+        return (selection.log_prob * (q_taken - baseline)).sum(-1)
 
 
 class GumbelSoftmaxSelector(ActionSelector):
@@ -343,7 +355,7 @@ class GumbelSoftmaxSelector(ActionSelector):
 
 
 def _one_hot(env_action: Tensor, like: Tensor) -> Tensor:
-    """One-hot rows [B, A] of `env_action` [B], with the dtype and device of `like` [B, A]."""
+    """One-hot rows [B, D, A] of `env_action` [B, D], with the dtype and device of `like` [B, D, A]."""
     return torch.zeros_like(like).scatter_(-1, env_action.unsqueeze(-1), 1.0)
 
 
@@ -382,27 +394,34 @@ def conditional_perturbed_logits(logits: Tensor, env_action: Tensor, samples: in
     A masked action (θ_i = −inf) gets z_i = −inf.
 
     Args:
-        logits: [B, A] (or a population's [P, B, A]); −inf marks a masked action. Not
-            differentiated through.
-        env_action: [B] (or [P, B]) int64, an unmasked action per row (the conditioning event).
+        logits: [B, D, A] (or a population's [P, B, D, A] with `MemberGenerators`); −inf marks a
+            masked action. Not differentiated through.
+        env_action: [B, D] (or [P, B, D]) int64, an unmasked action per row (the conditioning event).
         samples: K, the number of conditional draws per row.
     Returns:
-        [K, B, A] (or [P, K, B, A]) detached, in float32 (float64 for float64 logits).
+        [K, B, D, A] (or [P, K, B, D, A]) detached, in float32 (float64 for float64 logits): the
+        draws' axis comes first, after a population's members (`draws_axis`).
     """
     theta = logits.detach()
     if theta.dtype not in _TINY:
         theta = theta.float()
-    *lead, batch, num_actions = theta.shape
-    shape = (*lead, samples, batch, num_actions)
-    theta = theta.unsqueeze(-3)  # [(P,) 1, B, A]
+    axis = draws_axis(generator)
+    theta = theta.unsqueeze(axis)  # [(P,) 1, B, D, A]
+    shape = (*theta.shape[:axis], samples, *theta.shape[axis + 1 :])
     top = theta.logsumexp(-1, keepdim=True) + gumbel_noise(
-        torch.Size((*lead, samples, batch, 1)), generator, theta.dtype, theta.device
+        torch.Size((*shape[:-1], 1)), generator, theta.dtype, theta.device
     )
     unconditional = theta - _log_exponential(torch.Size(shape), generator, theta.dtype, theta.device)
     below = -torch.logaddexp(-top, -unconditional)
     below = torch.minimum(below, top.nextafter(torch.full_like(top, -math.inf)))
-    index = env_action.unsqueeze(-2).unsqueeze(-1).expand(*lead, samples, batch, 1)
+    index = env_action.unsqueeze(axis).unsqueeze(-1).expand(*shape[:-1], 1)
     return below.scatter_(-1, index, top)
+
+
+def draws_axis(generator: Generator) -> int:
+    """Where several draws per row go: after a population's members (dim 0 of its tensors, with
+    `MemberGenerators`), else first. Each member then draws its rows in the order it would alone."""
+    return 1 if isinstance(generator, MemberGenerators) else 0
 
 
 class GumbelRaoSelector(ActionSelector):
@@ -433,11 +452,12 @@ class GumbelRaoSelector(ActionSelector):
         # The draws come in float32 for half-precision logits, and so does the relaxed sample.
         perturbed = conditional_perturbed_logits(logits, env_action, self.samples, generator)
         # The noise g_k = z_k − θ, held fixed; 0 at masked actions, where z − θ is −inf − (−inf).
-        masked = torch.isneginf(logits.detach()).unsqueeze(-3)
-        noise = torch.where(masked, 0.0, perturbed - logits.detach().unsqueeze(-3))
+        axis = draws_axis(generator)
+        masked = torch.isneginf(logits.detach()).unsqueeze(axis)
+        noise = torch.where(masked, 0.0, perturbed - logits.detach().unsqueeze(axis))
         if isinstance(temperature, Tensor):
-            temperature = temperature.unsqueeze(-3)  # [P, 1, 1] → [P, 1, 1, 1] over the K draws
-        relaxed = tempered_softmax(logits.unsqueeze(-3) + noise, temperature).mean(-3).to(logits.dtype)
+            temperature = temperature.unsqueeze(axis)  # [P, 1, 1, 1] → [P, 1, 1, 1, 1] over the K draws
+        relaxed = tempered_softmax(logits.unsqueeze(axis) + noise, temperature).mean(axis).to(logits.dtype)
         return Selection(logits, straight_through(hard, relaxed), env_action=env_action)
 
 
@@ -499,13 +519,17 @@ class ReinmaxSelector(ActionSelector):
 
 
 class ExpectedSelector(ActionSelector):
-    """Sampled env actions; the exact all-actions gradient ∇ Σ_a π(a|s) Q(s, a).
+    """Sampled env actions; the all-actions gradient, exact per component.
 
-    The actor's surrogate is `Σ_a softmax(logits)_a · Q(s, a)` with the critic's values held
-    fixed (detached): its gradient with respect to the logits is `π ⊙ (Q − π·Q)`, the exact
-    gradient of E_π[Q(s, a)] for the current critic, with zero variance (the "all-action" or
-    expected policy gradient; Sutton et al. 2001, Ciosek & Whiteson 2018). The temperature does
-    not enter. The action vector for critic targets is the one-hot of the env action.
+    The actor's surrogate is `Σ_d Σ_c softmax(logits_d)_c · Q(s, a_−d, c)` with the critic's
+    values held fixed (detached) and the other components at their sampled one-hot vectors: its
+    gradient with respect to component d's logits is `π_d ⊙ (Q_d − π_d·Q_d)`, the exact gradient
+    of E_{a_d~π_d}[Q(s, a_−d, a_d)]. With D = 1 that is the exact gradient of E_π[Q(s, a)] for
+    the current critic, with zero variance (the "all-action" or expected policy gradient; Sutton
+    et al. 2001, Ciosek & Whiteson 2018); with D > 1 it is an unbiased estimate of the joint
+    gradient whose only noise is the other components' samples (the joint expectation has
+    A^D terms). The temperature does not enter. The action vectors for critic targets are the
+    one-hots of the env action.
     """
 
     def select(self, logits: Tensor, temperature: Temperature, generator: Generator) -> Selection:
@@ -514,5 +538,41 @@ class ExpectedSelector(ActionSelector):
         return Selection(logits, _one_hot(env_action, logits), env_action=env_action)
 
     def actor_objective(self, selection: Selection, critic: ActionValue) -> Tensor:
-        q_all = critic.all().detach()
-        return (selection.log_probs.exp() * q_all).sum(-1)
+        q_components = critic.components(selection.action).detach()
+        return (selection.log_probs.exp() * q_components).sum(-1).sum(-1)
+
+
+class GappedStraightThroughSelector(ActionSelector):
+    """Sampled actions with the gapped straight-through gradient (GST; Fan et al., ICML 2022,
+    "Training Discrete Deep Generative Models via Gapped Straight-Through Estimator").
+
+    Forward: one-hot of `D ~ Categorical(softmax(logits))`. Backward: the gradient of
+    `softmax((logits + m) / temperature)`, where the perturbation m, held fixed, moves the logits
+    deterministically given D: the sampled action's logit up to the row's maximum, and every
+    other logit down to at most `maximum − gap`,
+        m_D = max_j θ_j − θ_D,    m_i = −max(0, θ_i − max_j θ_j + gap)  (i ≠ D).
+    It replaces the Gumbel noise of straight-through Gumbel-softmax, whose perturbed logits have
+    the same arrangement (the sample on top), by the smallest move that yields it, so the
+    backward pass has no noise beyond the sample's. Masked actions (−inf) stay at −inf.
+
+    Args:
+        gap: the margin > 0 between the sampled logit and the others in the backward pass.
+    """
+
+    def __init__(self, gap: float) -> None:
+        if not (isinstance(gap, numbers.Real) and 0.0 < gap < math.inf):
+            raise ValueError(f"selector.gap must be a finite number > 0, got {gap!r}")
+        self.gap = float(gap)
+
+    def select(self, logits: Tensor, temperature: Temperature, generator: Generator) -> Selection:
+        _check_temperature(temperature)
+        env_action = gumbel_max_sample(logits, generator)
+        hard = _one_hot(env_action, logits)
+        theta = logits.detach()
+        row_max = theta.amax(-1, keepdim=True)
+        lowered = torch.minimum(theta, row_max - self.gap)  # every other logit at least `gap` below the top
+        moved = torch.where(hard.bool(), row_max, lowered)  # −inf stays −inf: min(−inf, ·) = −inf
+        # The move m = moved − θ, finite where θ is; logits + m has the gradient of the logits.
+        perturbation = torch.where(torch.isneginf(theta), 0.0, moved - theta)
+        soft = tempered_softmax(logits + perturbation, temperature)
+        return Selection(logits, straight_through(hard, soft), env_action=env_action)

@@ -24,7 +24,7 @@ from rlgumbel.agents.actor_critic import MemberActor, MemberCritic
 from rlgumbel.buffer import ReplayBuffer
 from rlgumbel.checkpoint import save_checkpoint
 from rlgumbel.diagnostics import gradient_diagnostics
-from rlgumbel.envs import action_mask, restore_vector_env_state, vector_env_state
+from rlgumbel.envs import EnvShape, action_mask, env_actions, env_shape, restore_vector_env_state, vector_env_state
 from rlgumbel.generators import MemberGenerators, randint
 from rlgumbel.logger import Logger
 from rlgumbel.schedules import Schedule
@@ -52,6 +52,21 @@ def eval_reset_seed(seed: int) -> int:
     return seed + 1_000_000
 
 
+@dataclass
+class Episodes:
+    """One episode in each of N env copies.
+
+    Attributes:
+        returns: [N] episode returns (the team's, for several agents).
+        lengths: [N] episode lengths.
+        agent_returns: [N, D] each agent's return, for a multi-agent env; else None.
+    """
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    agent_returns: np.ndarray | None = None
+
+
 def evaluate(
     agent: ActorCritic,
     envs: Sequence[gym.vector.VectorEnv],
@@ -60,7 +75,7 @@ def evaluate(
     generators: Sequence[torch.Generator],
     temperature: float = 1.0,
     members: Sequence[int] | None = None,
-) -> list[tuple[np.ndarray, np.ndarray]]:
+) -> list[Episodes]:
     """One episode in each copy of each member's `envs`, actions from one batched forward pass
     per step. A member's envs, generator and seed are `envs[k]`, `generators[k]`, `seeds[k]`;
     a member whose episodes have all ended is no longer stepped and draws no more numbers.
@@ -70,39 +85,42 @@ def evaluate(
         seeds: reset seeds, so every evaluation of a run sees the same start states.
         members: which of the agent's members to evaluate (default all).
     Returns:
-        Per evaluated member, [num_envs] episode returns and [num_envs] episode lengths.
+        Per evaluated member, its `Episodes`.
     """
     members = range(agent.members) if members is None else members
     first = envs[members[0]]
-    num_actions, copies = int(first.single_action_space.n), first.num_envs
-    obs = torch.zeros(agent.members, copies, *first.single_observation_space.shape)
+    shape, copies = env_shape(first), first.num_envs
+    obs = torch.zeros(agent.members, copies, *shape.obs_shape)
     masks: list[torch.Tensor | None] = [None] * agent.members
-    returns = {k: np.zeros(copies) for k in members}
-    lengths = {k: np.zeros(copies, dtype=np.int64) for k in members}
+    episodes = {k: Episodes(np.zeros(copies), np.zeros(copies, dtype=np.int64)) for k in members}
     done = {k: np.zeros(copies, dtype=bool) for k in members}
     for k in members:
         member_obs, info = envs[k].reset(seed=seeds[k])
         obs[k] = torch.as_tensor(member_obs, dtype=torch.float32)
-        masks[k] = action_mask(info, copies, num_actions)
+        masks[k] = action_mask(info, copies, shape.num_actions)
+        if shape.agents:
+            episodes[k].agent_returns = np.zeros((copies, shape.components))
     while running := [k for k in members if not done[k].all()]:
-        logits = agent.logits(obs, _stack_masks(masks, obs.shape[:2], num_actions))
+        logits = agent.logits(obs, _stack_masks(masks, obs.shape[:2], shape))
         for k in running:
             action = policy_action(logits[k], greedy, temperature, generators[k])
-            member_obs, reward, terminated, truncated, info = envs[k].step(action.numpy())
+            member_obs, reward, terminated, truncated, info = envs[k].step(env_actions(action, envs[k]))
             obs[k] = torch.as_tensor(member_obs, dtype=torch.float32)
-            masks[k] = action_mask(info, copies, num_actions)
-            returns[k] += np.where(done[k], 0.0, reward)
-            lengths[k] += ~done[k]
+            masks[k] = action_mask(info, copies, shape.num_actions)
+            episodes[k].returns += np.where(done[k], 0.0, reward)
+            if shape.agents:
+                episodes[k].agent_returns += np.where(done[k][:, None], 0.0, info["agent_rewards"])
+            episodes[k].lengths += ~done[k]
             done[k] |= terminated | truncated
-    return [(returns[k], lengths[k]) for k in members]
+    return [episodes[k] for k in members]
 
 
-def _stack_masks(masks: Sequence[torch.Tensor | None], shape: Sequence[int], num_actions: int) -> torch.Tensor | None:
-    """The members' allowed-action masks [K, N, A] (every action allowed where one has none),
+def _stack_masks(masks: Sequence[torch.Tensor | None], shape: Sequence[int], env: EnvShape) -> torch.Tensor | None:
+    """The members' allowed-action masks [K, N, D, A] (every action allowed where one has none),
     or None when no member's env gives masks."""
     if all(mask is None for mask in masks):
         return None
-    every = torch.ones(*shape, num_actions, dtype=torch.bool)
+    every = torch.ones(*shape, env.components, env.num_actions, dtype=torch.bool)
     return torch.stack([every[0] if mask is None else mask for mask in masks])
 
 
@@ -157,7 +175,7 @@ class Trainer:
         # Diagnostics draw from their own generators: training is the same with them on or off.
         self.diagnostics_generator = MemberGenerators([seed + 2 for seed in seeds])
         first = self.members[0].envs
-        self.num_envs, self.num_actions = first.num_envs, int(first.single_action_space.n)
+        self.num_envs, self.shape = first.num_envs, env_shape(first)
         self.step = 0
         count = len(self.members)
         self.evaluations: list[list[tuple[int, float, float]]] = [[] for _ in range(count)]  # (step, greedy, sampled)
@@ -175,8 +193,8 @@ class Trainer:
         self._stop_signal: int | None = None
 
     def _masks(self, infos: Sequence[dict[str, Any]]) -> torch.Tensor | None:
-        masks = [action_mask(info, self.num_envs, self.num_actions) for info in infos]
-        return _stack_masks(masks, (len(self.members), self.num_envs), self.num_actions)
+        masks = [action_mask(info, self.num_envs, self.shape.num_actions) for info in infos]
+        return _stack_masks(masks, (len(self.members), self.num_envs), self.shape)
 
     def run(self) -> list[dict[str, Any] | None]:
         """Train until `total_steps`, or until SIGINT/SIGTERM (then checkpoint every member).
@@ -257,8 +275,8 @@ class Trainer:
         return self._stop_signal
 
     def _temperatures(self) -> torch.Tensor:
-        """Every member's temperature at this step: [K, 1, 1]."""
-        return torch.tensor([member.temperature(self.step) for member in self.members]).view(-1, 1, 1)
+        """Every member's temperature at this step: [K, 1, 1, 1]."""
+        return torch.tensor([member.temperature(self.step) for member in self.members]).view(-1, 1, 1, 1)
 
     def _collect(self) -> None:
         """One step of every env copy of every member; transitions into the buffer; episode returns logged."""
@@ -266,7 +284,7 @@ class Trainer:
             action = self._random_action()
         else:
             action = self.agent.act(self.obs, self._temperatures(), self.generator, self.step, self.mask)
-        steps = [member.envs.step(member_action.numpy()) for member, member_action in zip(self.members, action)]
+        steps = [member.envs.step(env_actions(actions, member.envs)) for member, actions in zip(self.members, action)]
         next_obs = torch.stack([torch.as_tensor(result[0], dtype=torch.float32) for result in steps])
         reward, terminated, truncated = (torch.as_tensor(np.stack([result[i] for result in steps])) for i in (1, 2, 3))
         next_mask = self._masks([result[4] for result in steps])
@@ -287,19 +305,27 @@ class Trainer:
         self.obs, self.mask = next_obs, next_mask
         self.step += self.num_envs
         for k in self._live():
-            info = steps[k][4]
-            if "episode" in info:
-                finished = info["_episode"]
-                for episodic_return, length in zip(info["episode"]["r"][finished], info["episode"]["l"][finished]):
-                    self.members[k].logger.scalars(
-                        {layout.EPISODIC_RETURN: episodic_return, "charts/episodic_length": length}, self.step
-                    )
+            self._log_episodes(k, steps[k][4])
+
+    def _log_episodes(self, member: int, info: dict[str, Any]) -> None:
+        """The returns and lengths of the episodes that ended at this step (and each agent's returns)."""
+        if "episode" not in info:
+            return
+        finished = info["_episode"]
+        agent_returns = info["agent_returns"][finished] if self.shape.agents else [()] * int(finished.sum())
+        episodes = zip(info["episode"]["r"][finished], info["episode"]["l"][finished], agent_returns)
+        for episodic_return, length, by_agent in episodes:
+            scalars = {layout.EPISODIC_RETURN: episodic_return, "charts/episodic_length": length}
+            scalars |= {f"{layout.EPISODIC_RETURN}_agent{d}": value for d, value in enumerate(by_agent)}
+            self.members[member].logger.scalars(scalars, self.step)
 
     def _random_action(self) -> torch.Tensor:
-        """Uniform actions among the allowed ones: [K, N] int64."""
-        if self.mask is None:
-            return randint(self.num_actions, (len(self.members), self.num_envs), self.generator)
-        uniform = torch.zeros(self.mask.shape).masked_fill(~self.mask, float("-inf"))
+        """Uniform actions among the allowed ones: [K, N, D] int64."""
+        shape = (len(self.members), self.num_envs, self.shape.components)
+        if self.mask is None and len(set(self.shape.action_sizes)) == 1:
+            return randint(self.shape.num_actions, shape, self.generator)
+        allowed = self.agent.actor.allowed if self.mask is None else self.mask & self.agent.actor.allowed
+        uniform = torch.zeros(*shape, self.shape.num_actions).masked_fill(~allowed, float("-inf"))
         return gumbel_max_sample(uniform, self.generator)
 
     def _update(self) -> None:
@@ -351,8 +377,8 @@ class Trainer:
         envs = [member.eval_envs for member in self.members]
         greedy = evaluate(self.agent, envs, True, seeds, self.eval_generator, members=live)
         sampled = evaluate(self.agent, envs, False, seeds, self.eval_generator, members=live)
-        for k, (greedy_returns, _), (sampled_returns, _) in zip(live, greedy, sampled):
-            greedy_mean, sampled_mean = float(greedy_returns.mean()), float(sampled_returns.mean())
+        for k, greedy_episodes, sampled_episodes in zip(live, greedy, sampled):
+            greedy_mean, sampled_mean = float(greedy_episodes.returns.mean()), float(sampled_episodes.returns.mean())
             self.evaluations[k].append((self.step, greedy_mean, sampled_mean))
             solved = self.members[k].solved_return
             if self.first_solved_step[k] is None and solved is not None and greedy_mean >= solved:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from rlgumbel.agents import ActorCritic
-from rlgumbel.envs import action_mask
+from rlgumbel.envs import action_mask, env_actions, env_shape
 from rlgumbel.selectors import policy_action
 
 # pygame (the classic-control and Box2D renderers) draws off-screen; without a display it would
@@ -36,12 +36,12 @@ def record_episode(
     `rgb_array` (`RENDER_KWARGS`); actions as in `rlgumbel.trainer.evaluate`."""
     obs, info = envs.reset(seed=seed)
     frames, total = [video_frame(envs.render()[0])], 0.0
-    num_actions = int(envs.single_action_space.n)
+    num_actions = env_shape(envs).num_actions
     while True:
         observation = torch.as_tensor(obs, dtype=torch.float32)
         logits = agent.member_logits(member, observation, action_mask(info, 1, num_actions))
         action = policy_action(logits, greedy, temperature, generator)
-        obs, reward, terminated, truncated, info = envs.step(action.numpy())
+        obs, reward, terminated, truncated, info = envs.step(env_actions(action, envs))
         total += float(reward[0])
         frames.append(video_frame(envs.render()[0]))  # the copy resets only on the next step: this shows where it ended
         if terminated[0] or truncated[0]:

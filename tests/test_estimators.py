@@ -75,14 +75,15 @@ def jacobian_times(pi: list[float], upstream: list[float]) -> list[float]:
 
 
 def hand_gradient(selector: ActionSelector, temperature: float, seed: int, dtype=torch.float64):
-    """Gradient w.r.t. HAND_LOGITS of the selector's objective with the linear critic HAND_Q."""
-    logits = torch.tensor([HAND_LOGITS], dtype=dtype, requires_grad=True)
-    critic_q = torch.tensor([HAND_Q], dtype=dtype, requires_grad=True)
+    """Gradient w.r.t. HAND_LOGITS of the selector's objective with the linear critic HAND_Q
+    (one state, one component: [1, 1, A])."""
+    logits = torch.tensor([[HAND_LOGITS]], dtype=dtype, requires_grad=True)
+    critic_q = torch.tensor([[HAND_Q]], dtype=dtype, requires_grad=True)
     selection = selector.select(logits, temperature, rng(seed))
     objective = selector.actor_objective(selection, LinearCritic(critic_q))
     assert objective.shape == (1,)
     objective.sum().backward()
-    return selection, logits.grad[0].tolist(), critic_q.grad
+    return selection, logits.grad[0, 0].tolist(), critic_q.grad
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,17 +413,19 @@ class FixedCritic:
         self.q = q  # [S, A]
 
     def bind(self, obs: torch.Tensor) -> LinearCritic:
-        return LinearCritic(self.q[obs[:, 0].long()])
+        return LinearCritic(self.q[obs[:, 0].long()].unsqueeze(1))  # [B, 1, A]: one component
 
 
 def small_problem(dtype=torch.float64):
-    """A tiny MLP actor over 6 states (first feature = state index) and a fixed critic."""
+    """A tiny MLP actor over 6 states (first feature = state index), logits [S, 1, A] of one
+    categorical, and a fixed critic."""
     states, features, actions = 6, 3, 4
     obs = torch.cat(
         [torch.arange(states, dtype=dtype)[:, None], torch.randn(states, features - 1, generator=rng(0), dtype=dtype)],
         1,
     )
-    actor = nn.Sequential(nn.Linear(features, 5), nn.Tanh(), nn.Linear(5, actions)).to(dtype)
+    actor = nn.Sequential(nn.Linear(features, 5), nn.Tanh(), nn.Linear(5, actions), nn.Unflatten(-1, (1, actions)))
+    actor = actor.to(dtype)
     with torch.no_grad():  # initialised from a generator, not the global seed
         for index, param in enumerate(actor.parameters()):
             param.copy_(0.7 * torch.randn(param.shape, generator=rng(10 + index), dtype=dtype))
@@ -435,7 +438,7 @@ def test_exact_gradient_matches_finite_differences():
     # float64 have truncation error O(h²·J''') ~ 1e-12 and rounding ~1e-16/h = 1e-10.
     actor, obs, critic = small_problem()
     exact, _ = policy_gradients(actor, obs, critic.bind, ExpectedSelector(), 1.0, rng(0), samples=2)
-    q = critic.bind(obs).all()
+    q = critic.q.unsqueeze(1)  # [S, 1, A]
 
     def objective() -> float:
         with torch.no_grad():

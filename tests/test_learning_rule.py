@@ -5,8 +5,9 @@ kinds, observation normalisation and the convolutional encoder.
 The networks are set by hand where a value is checked: a last layer with zero weights makes
 the actor's logits and each critic's Q-values constants that the test knows.
 
-The agents are populations of one: observations and batches are [1, B, …], targets [1, B],
-metrics [1], and a skipped step is reported in the failures that `update` returns.
+The agents are populations of one with one categorical action (D = 1): observations and batches
+are [1, B, …], actions [1, B, 1], targets [1, B, 1] (one critic head), metrics [1], and a skipped
+step is reported in the failures that `update` returns.
 """
 
 from __future__ import annotations
@@ -72,21 +73,21 @@ def hand_batch(
     size = len(steps)
     return Batch(
         obs=torch.zeros(1, size, OBS_DIM),
-        action=torch.zeros(1, size, dtype=torch.int64),
+        action=torch.zeros(1, size, 1, dtype=torch.int64),
         reward=torch.tensor([rewards]),
         next_obs=torch.randn(1, size, OBS_DIM, generator=torch.Generator().manual_seed(0)),
         terminated=torch.tensor([terminated]),
         steps=torch.tensor([steps]),
-        mask=None if next_mask is None else torch.ones(1, size, ACTIONS, dtype=torch.bool),
-        next_mask=None if next_mask is None else next_mask[None],
+        mask=None if next_mask is None else torch.ones(1, size, 1, ACTIONS, dtype=torch.bool),
+        next_mask=None if next_mask is None else next_mask[None, :, None],
     )
 
 
 def td_target(agent: ActorCritic, batch: Batch, generator: torch.Generator | None) -> torch.Tensor:
     """The one member's critic target at temperature 1: [B]."""
     target = agent.td_target(batch, 1.0, generator)
-    assert target.shape == batch.steps.shape
-    return target[0]
+    assert target.shape == (*batch.steps.shape, 1)
+    return target[0, :, 0]
 
 
 def expected_value(probs: torch.Tensor) -> float:
@@ -136,8 +137,8 @@ def test_the_configured_pessimism_combines_the_target_twins(pessimism, combined,
 @pytest.mark.parametrize("kind", ["q_head", "concat"])
 def test_the_configured_ensemble_size_builds_that_many_critics(kind, make_agent):
     agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), critic={"kind": kind, "ensemble": 3})
-    values = agent.critic.values(torch.zeros(1, 5, OBS_DIM), torch.eye(ACTIONS)[[0, 1, 2, 0, 1]][None])
-    assert values.shape == (1, 3, 5) and agent.target_critic.ensemble == 3
+    values = agent.critic.values(torch.zeros(1, 5, OBS_DIM), torch.eye(ACTIONS)[[0, 1, 2, 0, 1]][None, :, None])
+    assert values.shape == (1, 3, 5, 1) and agent.target_critic.ensemble == 3
 
 
 def test_argmax_targets_value_the_greedy_policy(make_agent):
@@ -199,9 +200,10 @@ def test_concat_critic_target_takes_the_minimum_of_the_twins(make_agent):
 
 
 def policy_value(agent: ActorCritic, actor: Actor, obs: torch.Tensor) -> float:
-    """mean_s Σ_a π(a|s) Q̂(s, a) under the agent's current critics, for obs [1, B, D]."""
+    """mean_s Σ_a π(a|s) Q̂(s, a) under the agent's current critics, for obs [1, B, OBS_DIM]."""
     with torch.no_grad():
-        return float((torch.softmax(actor(obs), -1) * agent.critic.bind(obs).all()).sum(-1).mean())
+        probs = torch.softmax(actor(obs), -1)  # [1, B, 1, A]
+        return float((probs * agent.critic.bind(obs).components(probs)).sum(-1).mean())
 
 
 SELECTOR_OPTIONS = ("argmax", "sample", "gumbel_softmax", "straight_through", "gumbel_rao", "reinmax", "expected")
@@ -258,7 +260,7 @@ def test_target_critics_follow_the_polyak_average(make_agent):
     old_target = [p.detach().clone() for p in agent.target_critic.parameters()]
     batch = one_step_batch(
         torch.randn(1, 16, OBS_DIM),
-        torch.zeros(1, 16, dtype=torch.int64),
+        torch.zeros(1, 16, 1, dtype=torch.int64),
         torch.ones(1, 16),
         torch.randn(1, 16, OBS_DIM),
         torch.zeros(1, 16),
@@ -287,13 +289,13 @@ def test_every_critic_form_and_target_learns_a_fixed_regression(kind, target, ma
     )
     generator = torch.Generator().manual_seed(0)
     obs = torch.randn(1, 32, OBS_DIM, generator=generator)
-    action = torch.randint(ACTIONS, (1, 32), generator=generator)
-    reward = obs[..., 0] + action.float()
+    action = torch.randint(ACTIONS, (1, 32, 1), generator=generator)
+    reward = obs[..., 0] + action[..., 0].float()
     batch = one_step_batch(obs, action, reward, torch.randn(1, 32, OBS_DIM, generator=generator), torch.zeros(1, 32))
 
     def squared_errors() -> torch.Tensor:  # [E]
         with torch.no_grad():
-            values = agent.critic.values(agent.network_inputs(obs), F.one_hot(action, ACTIONS).float())[0]
+            values = agent.critic.values(agent.network_inputs(obs), F.one_hot(action, ACTIONS).float())[0, ..., 0]
         return (values - reward[0]).square().mean(-1)
 
     before = squared_errors()
@@ -368,12 +370,12 @@ def test_cnn_agent_updates_on_image_observations(make_agent):
     generator = torch.Generator().manual_seed(0)
     images = (torch.rand(1, 8, 4, 10, 10, generator=generator) < 0.1).float()
     before = [p.detach().clone() for p in agent.actor.parameters()]
-    batch = one_step_batch(images, torch.zeros(1, 8, dtype=torch.int64), torch.ones(1, 8), images, torch.zeros(1, 8))
+    batch = one_step_batch(images, torch.zeros(1, 8, 1, dtype=torch.int64), torch.ones(1, 8), images, torch.zeros(1, 8))
     metrics, failures = agent.update(batch, 1.0, generator)
     assert failures == {}
     assert all(math.isfinite(float(v)) for v in metrics.values())
     assert any(not torch.equal(b, p) for b, p in zip(before, agent.actor.parameters()))
-    assert agent.logits(images).shape == (1, 8, ACTIONS)
+    assert agent.logits(images).shape == (1, 8, 1, ACTIONS)
     with pytest.raises(ValueError, match="agent.encoder=cnn needs image observations"):
         make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), encoder="cnn")
     with pytest.raises(ValueError, match="agent.encoder must be one of"):
@@ -385,11 +387,11 @@ def test_cnn_agent_updates_on_image_observations(make_agent):
 
 
 def _random_batch(size: int = 16, mask: torch.Tensor | None = None) -> Batch:
-    """The one member's batch [1, size, …]; `mask` [1, size, A]."""
+    """The one member's batch [1, size, …]; `mask` [1, size, 1, A]."""
     generator = torch.Generator().manual_seed(3)
     return Batch(
         obs=torch.randn(1, size, OBS_DIM, generator=generator),
-        action=torch.randint(ACTIONS, (1, size), generator=generator),
+        action=torch.randint(ACTIONS, (1, size, 1), generator=generator),
         reward=torch.randn(1, size, 1, generator=generator),
         next_obs=torch.randn(1, size, OBS_DIM, generator=generator),
         terminated=torch.zeros(1, size),
@@ -423,7 +425,7 @@ def test_the_actor_step_keeps_to_the_allowed_actions(make_agent):
     # actor's gradient is zero however the critic values the masked actions.
     agent = make_agent(OBS_DIM, ACTIONS, GumbelSoftmaxSelector(hard=False), actor_update_every=1)
     set_critic_values(agent.critic, torch.tensor([[0.0, 9.0, 9.0], [0.0, 9.0, 9.0]]))
-    mask = torch.zeros(1, 16, ACTIONS, dtype=torch.bool)
+    mask = torch.zeros(1, 16, 1, ACTIONS, dtype=torch.bool)
     mask[..., 0] = True
     before = [p.detach().clone() for p in agent.actor.parameters()]
     metrics, failures = agent.update(_random_batch(mask=mask), 1.0, torch.Generator().manual_seed(0))
@@ -550,7 +552,7 @@ def test_the_configured_learning_rates_set_the_size_of_the_first_steps(make_agen
     log_alpha = float(agent.log_entropy_coef[0])
     generator = torch.Generator().manual_seed(0)
     obs = torch.randn(1, 64, OBS_DIM, generator=generator)
-    action = torch.randint(ACTIONS, (1, 64), generator=generator)
+    action = torch.randint(ACTIONS, (1, 64, 1), generator=generator)
     batch = one_step_batch(obs, action, torch.randn(1, 64, generator=generator), obs.flip(1), torch.zeros(1, 64))
     assert agent.update(batch, 1.0, generator)[1] == {}
     for name, part in parts.items():

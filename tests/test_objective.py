@@ -4,7 +4,8 @@ the diagnostics compute.
 
 The critics here are real twin critics (rlgumbel.networks) whose members disagree on which of
 them is lower from one action to the next, so that `y · min_j Q_j` and `min_j (y · Q_j)` differ:
-an estimator that values action vectors by the latter fails these tests.
+an estimator that values action vectors by the latter fails these tests. Actions have one
+component (D = 1): logits and action vectors are [S, 1, A].
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ def twin_critic(kind: type, seed: int = 0) -> QHeadCritic | ConcatCritic:
 def problem(kind: type) -> tuple[torch.Tensor, torch.Tensor, QHeadCritic | ConcatCritic]:
     generator = torch.Generator().manual_seed(1)
     obs = torch.randn(STATES, FEATURES, generator=generator, dtype=torch.float64)
-    logits = torch.randn(STATES, ACTIONS, generator=generator, dtype=torch.float64)
+    logits = torch.randn(STATES, 1, ACTIONS, generator=generator, dtype=torch.float64)
     critic = twin_critic(kind)
     with torch.no_grad():
-        each = critic.bind(obs[None]).all_each()[0]  # [2, S, A]
+        each = critic.bind(obs[None]).components_each(torch.softmax(logits, -1)[None])[0, :, :, 0]  # [2, S, A]
     lower = each.argmin(0)  # which member is lower, per state and action
     # The premise: some actions are valued lower by critic 0 and others by critic 1 (for the
     # q_head critic, within every state, where the two ways of valuing y differ).
@@ -58,13 +59,14 @@ def test_q_head_values_action_vectors_by_the_per_action_minimum():
     obs, _, critic = problem(QHeadCritic)
     values = critic.bind(obs[None])  # the one member's values: [1, …] below
     relaxed = torch.softmax(
-        torch.randn(STATES, ACTIONS, generator=torch.Generator().manual_seed(2), dtype=torch.float64), -1
+        torch.randn(STATES, 1, ACTIONS, generator=torch.Generator().manual_seed(2), dtype=torch.float64), -1
     )
-    minimum = values.all_each()[0].amin(0)
-    torch.testing.assert_close(values.of(relaxed[None])[0], (relaxed * minimum).sum(-1), rtol=1e-12, atol=1e-12)
-    assert (values.of_each(relaxed[None])[0].amin(0) > values.of(relaxed[None])[0] + 1e-6).any()  # they differ here
+    minimum = values.components_each(relaxed[None])[0, :, :, 0].amin(0)  # [S, A]
+    torch.testing.assert_close(values.of(relaxed[None])[0], (relaxed[:, 0] * minimum).sum(-1), rtol=1e-12, atol=1e-12)
+    # they differ here
+    assert (values.of_each(relaxed[None])[0, ..., 0].amin(0) > values.of(relaxed[None])[0] + 1e-6).any()
     for action in range(ACTIONS):  # at the vertices every critic kind agrees with Q̂
-        one_hot = torch.nn.functional.one_hot(torch.full((STATES,), action), ACTIONS).double()
+        one_hot = torch.nn.functional.one_hot(torch.full((STATES, 1), action), ACTIONS).double()
         torch.testing.assert_close(values.of(one_hot[None])[0], minimum[:, action])
 
 
@@ -72,8 +74,9 @@ def test_concat_values_agree_with_the_per_action_minimum_at_one_hot_actions():
     obs, _, critic = problem(ConcatCritic)
     values = critic.bind(obs[None])  # the one member's values: [1, …] below
     for action in range(ACTIONS):
-        one_hot = torch.nn.functional.one_hot(torch.full((STATES,), action), ACTIONS).double()
-        torch.testing.assert_close(values.of(one_hot[None])[0], values.all()[0, :, action], rtol=1e-12, atol=1e-12)
+        one_hot = torch.nn.functional.one_hot(torch.full((STATES, 1), action), ACTIONS).double()
+        every = values.components(one_hot[None])[0, :, 0, action]
+        torch.testing.assert_close(values.of(one_hot[None])[0], every, rtol=1e-12, atol=1e-12)
 
 
 # Deterministic estimators that equal the exact gradient for a critic linear in the action

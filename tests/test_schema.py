@@ -118,7 +118,7 @@ def test_defaults_come_from_the_schema(compose_config):
 def test_the_agent_takes_every_schema_key_and_has_no_defaults_of_its_own():
     parameters = inspect.signature(ActorCritic).parameters
     keys = {spec.name for spec in dataclasses.fields(ActorCriticConfig)} - {"_target_"}
-    assert keys == set(parameters) - {"obs_shape", "num_actions", "selector", "seeds"}
+    assert keys == set(parameters) - {"obs_shape", "action_sizes", "agents", "selector", "seeds"}
     assert all(parameters[name].default is inspect.Parameter.empty for name in keys)
 
 

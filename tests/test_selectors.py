@@ -60,15 +60,16 @@ def make_generator() -> Callable[[int], torch.Generator]:
 
 
 class LinearCritic:
-    """A fake critic, Q(s, a) = a · q: linear in the action vector, one q per state."""
+    """A fake critic, Q(s, a) = a · q: linear in the action vector, one q per state: q [B, A] or
+    [B, D, A] (summed over the components); a row of logits [B, A] is then a state's one row."""
 
     def __init__(self, q: torch.Tensor) -> None:
-        self.q = q  # [B, A]
+        self.q = q  # [B, A] or [B, D, A]
 
     def of(self, action: torch.Tensor) -> torch.Tensor:
-        return (action * self.q).sum(-1)
+        return (action * self.q).flatten(1).sum(-1)
 
-    def all(self) -> torch.Tensor:
+    def components(self, action: torch.Tensor) -> torch.Tensor:
         return self.q
 
 
@@ -682,8 +683,8 @@ def test_sample_objective_gradient_matches_hand_formula_per_sample(make_generato
     # One state, many seeds: each seed's gradient is (δ_ab − p_b)(Q_a − V) for the drawn a.
     seen = set()
     for seed in range(40):
-        logits = torch.tensor([HAND_LOGITS], dtype=torch.float64, requires_grad=True)
-        critic_q = torch.tensor([HAND_Q], dtype=torch.float64, requires_grad=True)
+        logits = torch.tensor([[HAND_LOGITS]], dtype=torch.float64, requires_grad=True)  # one state, one component
+        critic_q = torch.tensor([[HAND_Q]], dtype=torch.float64, requires_grad=True)
         selector = SampleSelector()
         selection = selector.select(logits, 1.0, make_generator(seed))
         objective = selector.actor_objective(selection, LinearCritic(critic_q))
@@ -691,7 +692,7 @@ def test_sample_objective_gradient_matches_hand_formula_per_sample(make_generato
         objective.sum().backward()
         action = selection.env_action.item()
         seen.add(action)
-        assert logits.grad[0].tolist() == pytest.approx(hand_score_function_gradient(action), rel=1e-10)
+        assert logits.grad[0, 0].tolist() == pytest.approx(hand_score_function_gradient(action), rel=1e-10)
         assert critic_q.grad is None, "the score-function objective must not train the critic"
     assert seen == {0, 1, 2}
 

@@ -1,4 +1,6 @@
-"""Off-policy actor-critic with twin critics and target networks, identical for every selector."""
+"""Off-policy actor-critic with twin critics and target networks, identical for every selector,
+for one categorical action, a factored one, or the joint action of several agents (MADDPG's
+centralised critic; Lowe et al. 2017)."""
 
 from __future__ import annotations
 
@@ -16,14 +18,14 @@ from rlgumbel.agents.optimizers import MemberAdam, clip_grad_norms_, member_rows
 from rlgumbel.buffer import Batch
 from rlgumbel.generators import Generator
 from rlgumbel.layout import ENTROPY
-from rlgumbel.networks import CRITICS, Actor, ConcatCritic, CriticValues, QHeadCritic, as_shape
+from rlgumbel.networks import CRITICS, Actor, ConcatCritic, CriticValues, QHeadCritic, as_shape, as_sizes
 from rlgumbel.normalizer import ObservationNormalizer
 from rlgumbel.schedules import LinearSchedule
 from rlgumbel.selectors import ActionSelector, Temperature
 
 
 def masked_logits(logits: Tensor, mask: Tensor | None) -> Tensor:
-    """Logits with disallowed actions at −inf (never selected, probability 0): [K, B, A]."""
+    """Logits with disallowed actions at −inf (never selected, probability 0): [K, B, D, A]."""
     return logits if mask is None else logits.masked_fill(~mask, float("-inf"))
 
 
@@ -47,21 +49,30 @@ class ActorCritic:
     the per-member hyperparameters below (a number for all or a sequence of K values). Every
     tensor carries the members along dim 0, and no member's numbers depend on another's.
 
-    Q̂(s, a) = min_j Q_j(s, a), the twin critics' per-action minimum (see `CriticValues`).
-    Critic target, from an n-step window r_0 … r_{k−1} of the replay buffer (k ≤ n_step):
-    `Σ_i γ^i r_i + γ^k (1 − terminated) · V'(s_k)` with `V'(s) = Σ_a π(a|s) Q̂'(s, a)` under the
-    target critics (`critic_target="expected"`) or `Q̂'(s, y)` at the selector's action vector y
-    (`"sampled"`), plus `α·H(π(·|s))` when the entropy bonus α > 0 and `entropy_backup` is on.
-    Actor loss: `−(surrogate + α·H(π))`, the surrogate being the selector's estimate of
-    `E_{a~π}[Q̂(s, a)]`.
+    An action has D components (D = 1: one categorical; a factored action; or the joint action of
+    D agents), each its own categorical, sampled independently: logits, action vectors and
+    probabilities are [K, B, D, A]. Q̂_h(s, a) is head h's value, the critics' values combined by
+    `mean_j Q_j − pessimism · mean_j |Q_j − mean|` (with twin critics and pessimism 1, their
+    per-action minimum; see `CriticValues`); a centralised critic has one head, independent
+    critics one per agent. Every reward is the team's.
+    Critic target of each head, from an n-step window r_0 … r_{k−1} of the replay buffer (k ≤
+    n_step): `Σ_i γ^i r_i + γ^k (1 − terminated) · V'_h(s_k)` with `V'_h = E_π[Q̂'_h(s, a)]` under
+    the target critics (`critic_target="expected"`: exact per component, see
+    `CriticValues.expected`) or `Q̂'_h(s, y)` at the selector's action vectors y (`"sampled"`), plus
+    α times the entropy of the components head h reads when the entropy bonus α > 0 and
+    `entropy_backup` is on. Actor loss: `−(surrogate + α·H(π))`, the surrogate being the
+    selector's estimate of `E_{a~π}[Σ_h Q̂_h(s, a)]` and H the joint entropy (the sum over
+    components).
 
     Every learning-rule value is a required keyword: the schema (`ActorCriticConfig` in
     rlgumbel/schema.py) holds the defaults and checks the values, the env presets
     (configs/env/) say what each env changes.
 
     Args:
-        obs_shape: one observation's shape (a whole number for vectors), from the env.
-        num_actions: from the env.
+        obs_shape: one observation's shape (a whole number for vectors), from the env; [D, O]
+            for D agents.
+        action_sizes: the choices of each action component, from the env (a whole number A: one
+            categorical).
         selector: how logits become actions and gradients.
         seeds: one per member; member k's networks are drawn from a generator seeded with it.
         actor, critic: network settings (the keys of `ActorConfig`, `CriticConfig`); `lr` and
@@ -71,9 +82,10 @@ class ActorCritic:
         entropy_coef: α ≥ 0, weight of the entropy bonus (its starting value if tuned), per member.
         target_entropy_fraction: None keeps α fixed; a number in [0, 1) (per member) tunes log α
             by Adam so that the policy's entropy tracks this fraction of its maximum
-            log(num_actions) (automatic entropy adjustment, Haarnoja et al. 2018; Christodoulou 2019).
+            Σ_d log(action_sizes[d]) (automatic entropy adjustment, Haarnoja et al. 2018;
+            Christodoulou 2019).
         target_entropy_end_fraction: None keeps the target; a fraction (per member) makes it fall
-            linearly to that fraction of log(num_actions) between the env steps
+            linearly to that fraction of the maximum entropy between the env steps
             `target_entropy_decay_steps` (`set_step` says where training is): a policy that
             explores widely first, then commits.
         target_entropy_decay_steps: [first, last] env step of that fall (or one pair per member).
@@ -92,12 +104,16 @@ class ActorCritic:
         encoder: "mlp" (flattened observations) or "cnn" (image observations [C, H, W]).
         conv_channels: channels of the convolutional encoder.
         max_grad_norm: gradient clipping threshold for actor and critics (> 0), per member.
+        agents: the action components are D agents, each observing its own row of the
+            observation [D, O] (decentralised actors), from the env.
+        share_parameters: with agents, one actor network (and one per critic) for all agents,
+            with an agent-id input, instead of one per agent.
     """
 
     def __init__(
         self,
         obs_shape: int | Sequence[int],
-        num_actions: int,
+        action_sizes: int | Sequence[int],
         selector: ActionSelector,
         *,
         seeds: Sequence[int],
@@ -118,6 +134,8 @@ class ActorCritic:
         encoder: str,
         conv_channels: int,
         max_grad_norm: float | Sequence[float],
+        share_parameters: bool,
+        agents: bool = False,
     ) -> None:
         self.members = members = len(seeds)
         self.target_update_rate = _per_member(target_update_rate, members)
@@ -128,18 +146,24 @@ class ActorCritic:
         self.critic_target = critic_target
         self.selector = selector
         self._updates = 0
-        obs_shape = as_shape(obs_shape)
+        obs_shape, action_sizes = as_shape(obs_shape), as_sizes(action_sizes)
 
-        networks = {"encoder": encoder, "channels": conv_channels}
-        self.actor = Actor(members, obs_shape, num_actions, actor["hidden_sizes"], **networks)
+        networks = {
+            "encoder": encoder,
+            "channels": conv_channels,
+            "agents": agents,
+            "share_parameters": share_parameters,
+        }
+        self.actor = Actor(members, obs_shape, action_sizes, actor["hidden_sizes"], **networks)
         critic_kind = CRITICS[critic["kind"]]
         self.critic = critic_kind(
             members,
             obs_shape,
-            num_actions,
+            action_sizes,
             critic["hidden_sizes"],
             ensemble=critic["ensemble"],
             pessimism=critic["pessimism"],
+            centralised=critic["centralised"],
             **networks,
         )
         init_scales = _per_member(actor["init_scale"], members)
@@ -160,14 +184,14 @@ class ActorCritic:
         self._discounts = (gamma.unsqueeze(-1) ** torch.arange(n_step + 1, dtype=torch.float64)).float()  # [K, n+1]
         self._entropy_coef = _per_member(entropy_coef, members)  # α: a constant, or exp(log α) tuned
         self._init_entropy_tuning(
-            num_actions, target_entropy_fraction, target_entropy_end_fraction, target_entropy_decay_steps, entropy_lr
+            action_sizes, target_entropy_fraction, target_entropy_end_fraction, target_entropy_decay_steps, entropy_lr
         )
         # the last actor step's loss, entropy and gradient norm, each [K]
         self._last_actor: tuple[Tensor, ...] = tuple(torch.full((members,), math.nan) for _ in range(3))
 
     def _init_entropy_tuning(
         self,
-        num_actions: int,
+        action_sizes: Sequence[int],
         fraction: float | Sequence[float] | None,
         end_fraction: float | Sequence[float] | None,
         decay_steps: Sequence[int] | Sequence[Sequence[int]],
@@ -178,10 +202,10 @@ class ActorCritic:
         self._target_entropy_falls: list[tuple[LinearSchedule, int]] = []  # per member: the fall, its first step
         if fraction is None:
             return
-        log_actions = math.log(num_actions)
-        self.target_entropy = _per_member(fraction, self.members) * log_actions
+        max_entropy = sum(math.log(size) for size in action_sizes)  # the uniform joint policy's
+        self.target_entropy = _per_member(fraction, self.members) * max_entropy
         if end_fraction is not None:
-            ends = _per_member(end_fraction, self.members) * log_actions
+            ends = _per_member(end_fraction, self.members) * max_entropy
             steps = [decay_steps] * self.members if isinstance(decay_steps[0], numbers.Integral) else decay_steps
             self._target_entropy_falls = [
                 (LinearSchedule(float(start), float(end), last - first), first)
@@ -209,18 +233,18 @@ class ActorCritic:
     def act(
         self, obs: Tensor, temperature: Temperature, generator: Generator, step: int, mask: Tensor | None = None
     ) -> Tensor:
-        """Behaviour actions for rollouts: obs [K, N, *obs_shape], mask [K, N, A] bool of allowed
-        actions → [K, N] int64."""
+        """Behaviour actions for rollouts: obs [K, N, *obs_shape], mask [K, N, D, A] bool of allowed
+        actions → [K, N, D] int64."""
         return self.selector.act(self.logits(obs, mask), temperature, generator, step)
 
     @torch.no_grad()
     def logits(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Actor logits without gradient, disallowed actions at −inf: obs [K, N, *obs_shape] → [K, N, A]."""
+        """Actor logits without gradient, disallowed actions at −inf: obs [K, N, *obs_shape] → [K, N, D, A]."""
         return masked_logits(self.actor(self.network_inputs(obs)), mask)
 
     @torch.no_grad()
     def member_logits(self, member: int, obs: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Member `member`'s logits for its own observations [N, *obs_shape]: [N, A]."""
+        """Member `member`'s logits for its own observations [N, *obs_shape]: [N, D, A]."""
         every = obs.unsqueeze(0).expand(self.members, *obs.shape)
         return masked_logits(self.actor(self.network_inputs(every))[member], mask)
 
@@ -238,6 +262,11 @@ class ActorCritic:
             for every member whose loss or gradient was not finite, a line naming the part and
             its values. That member's step was skipped: its parameters are those before it.
         """
+        if batch.action.shape[::2] != (self.members, self.actor.components) or batch.action.dim() != 3:
+            raise ValueError(
+                f"a batch's actions are [K, B, D] = [{self.members}, B, {self.actor.components}], "
+                f"got {list(batch.action.shape)}"
+            )
         learning = torch.ones(self.members, dtype=torch.bool) if learning is None else learning
         obs = self.network_inputs(batch.obs)
         critic_loss, critic_norm, q_mean, applied = self._critic_step(obs, batch, temperature, generator, learning)
@@ -273,24 +302,25 @@ class ActorCritic:
 
     @torch.no_grad()
     def td_target(self, batch: Batch, temperature: Temperature, generator: Generator) -> Tensor:
-        """The critics' regression target for each transition of `batch`: [K, B].
+        """The critics' regression target for each transition of `batch` and each head: [K, B, H].
 
-        `Σ_i γ^i r_i + γ^k (1 − terminated) · V'(s_k)` over the batch's reward windows, V' as in
-        the class docstring.
+        `Σ_i γ^i r_i + γ^k (1 − terminated) · V'_h(s_k)` over the batch's reward windows, V'_h as
+        in the class docstring.
         """
         next_obs = self.network_inputs(batch.next_obs)
         next_logits = masked_logits(self.actor(next_obs), batch.next_mask)
         next_selection = self.selector.select(next_logits, temperature, generator)
         target = self.target_critic.bind(next_obs)
         if self.critic_target == "expected":
-            next_value = (next_selection.probs * target.all()).sum(-1)
+            next_value = target.expected(next_selection.probs, next_selection.action)
         else:
-            next_value = target.of(next_selection.action)
+            next_value = target.heads(next_selection.action)
         if self.entropy_backup:
-            next_value = next_value + self._entropy_coef.unsqueeze(-1) * next_selection.entropy
+            next_value = next_value + self._entropy_coef.view(-1, 1, 1) * target.head_sum(next_selection.entropy)
         window = batch.reward.shape[-1]
         rewards = (batch.reward * self._discounts[:, None, :window]).sum(-1)
-        return rewards + self._discounts.gather(1, batch.steps) * (1.0 - batch.terminated) * next_value
+        bootstrap = self._discounts.gather(1, batch.steps) * (1.0 - batch.terminated)
+        return rewards.unsqueeze(-1) + bootstrap.unsqueeze(-1) * next_value
 
     def _critic_step(
         self, obs: Tensor, batch: Batch, temperature: Temperature, generator: Generator, learning: Tensor
@@ -298,14 +328,14 @@ class ActorCritic:
         """The critics' step for the members `learning`; returns the loss, the gradient norm and
         the mean Q of each member [K], and which members' step was applied (finite)."""
         td_target = self.td_target(batch, temperature, generator)
-        taken = F.one_hot(batch.action, self.actor.num_actions).to(obs.dtype)
-        q_values = self.critic.values(obs, taken)  # [K, E, B]
-        loss = (q_values - td_target.unsqueeze(1)).square().mean(-1).sum(-1)  # [K]
+        taken = F.one_hot(batch.action, self.actor.num_actions).to(obs.dtype)  # [K, B, D, A]
+        q_values = self.critic.values(obs, taken)  # [K, E, B, H]
+        loss = (q_values - td_target.unsqueeze(1)).square().sum(-1).mean(-1).sum(-1)  # [K]
         grads = member_rows(torch.autograd.grad(loss.sum(), self._critic_params), self.members)
         grad_norm = clip_grad_norms_(grads, self.max_grad_norm)
         applied = learning & torch.isfinite(loss) & torch.isfinite(grad_norm)
         self.critic_optimizer.step(grads, applied)
-        return loss.detach(), grad_norm, q_values.detach().mean((1, 2)), applied
+        return loss.detach(), grad_norm, q_values.detach().mean((1, 2, 3)), applied
 
     def _actor_step(
         self, obs: Tensor, mask: Tensor | None, temperature: Temperature, generator: Generator, stepping: Tensor
@@ -315,13 +345,14 @@ class ActorCritic:
         selection = self.selector.select(masked_logits(self.actor(obs), mask), temperature, generator)
         critic = self.critic.bind(obs)
         objective = self.selector.actor_objective(selection, critic)
-        loss = -(objective + self._entropy_coef.unsqueeze(-1) * selection.entropy).mean(-1)  # [K]
+        entropy = selection.entropy.sum(-1)  # [K, B], of the joint policy
+        loss = -(objective + self._entropy_coef.unsqueeze(-1) * entropy).mean(-1)  # [K]
         # Gradients for the actor only: the critics are not trained by the actor's loss.
         grads = member_rows(torch.autograd.grad(loss.sum(), self._actor_params), self.members)
         grad_norm = clip_grad_norms_(grads, self.max_grad_norm)
         applied = stepping & torch.isfinite(loss) & torch.isfinite(grad_norm)
         self.actor_optimizer.step(grads, applied)
-        entropy = selection.entropy.detach().mean(-1)
+        entropy = entropy.detach().mean(-1)
         if self.log_entropy_coef is not None:
             # d/d(log α) of log α·(H − H_target): α grows while the entropy is below the target.
             self.entropy_optimizer.step((entropy - self.target_entropy).unsqueeze(1), applied)
@@ -396,14 +427,14 @@ def _member_tensors(state: Mapping[str, Tensor], member: int, members: int) -> d
 
 class MemberActor(nn.Module):
     """Member `member` of a population's actor as a network of its own: obs [B, *obs_shape] →
-    logits [B, A]. Its parameters are the whole population's; the other members' get zero gradients."""
+    logits [B, D, A]. Its parameters are the whole population's; the other members' get zero gradients."""
 
     def __init__(self, actor: Actor, member: int) -> None:
         super().__init__()
         self.actor, self.member = actor, member
 
     def forward(self, obs: Tensor) -> Tensor:
-        members = self.actor.net.weights[0].shape[0]
+        members = self.actor.members
         return self.actor(obs.unsqueeze(0).expand(members, *obs.shape))[self.member]
 
 
@@ -413,11 +444,14 @@ class _MemberValues:
     def __init__(self, values: CriticValues, member: int, members: int) -> None:
         self.values, self.member, self.members = values, member, members
 
-    def of(self, action: Tensor) -> Tensor:
-        return self.values.of(action.unsqueeze(0).expand(self.members, *action.shape))[self.member]
+    def _every(self, action: Tensor) -> Tensor:
+        return action.unsqueeze(0).expand(self.members, *action.shape)
 
-    def all(self) -> Tensor:
-        return self.values.all()[self.member]
+    def of(self, action: Tensor) -> Tensor:
+        return self.values.of(self._every(action))[self.member]
+
+    def components(self, action: Tensor) -> Tensor:
+        return self.values.components(self._every(action))[self.member]
 
 
 class MemberCritic:

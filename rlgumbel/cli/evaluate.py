@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -18,7 +17,7 @@ from rlgumbel.checkpoint import checkpoint_path, checkpoint_step, list_checkpoin
 from rlgumbel.config import ConfigError, build_agent, build_envs, load_run_config
 from rlgumbel.envs import env_shape
 from rlgumbel.schema import validate
-from rlgumbel.trainer import eval_reset_seed, evaluate
+from rlgumbel.trainer import Episodes, eval_reset_seed, evaluate
 from rlgumbel.video import record_episode, render_fps, write_mp4
 
 
@@ -75,8 +74,11 @@ def load_checkpoint(run_dir: Path, choice: str | None) -> tuple[dict[str, Any], 
         raise ConfigError(f"--checkpoint {path}: unreadable ({type(error).__name__}: {error})") from None
 
 
-def statistics(returns: np.ndarray, lengths: np.ndarray) -> dict[str, Any]:
-    return {
+def statistics(episodes: Episodes) -> dict[str, Any]:
+    """Mean, std, min and max return and mean length of one policy's episodes, with every episode's
+    return and length; for several agents, also each agent's mean return and every return."""
+    returns, lengths = episodes.returns, episodes.lengths
+    result = {
         "mean": float(returns.mean()),
         "std": float(returns.std()),
         "min": float(returns.min()),
@@ -85,6 +87,10 @@ def statistics(returns: np.ndarray, lengths: np.ndarray) -> dict[str, Any]:
         "returns": returns.tolist(),
         "lengths": lengths.tolist(),
     }
+    if episodes.agent_returns is not None:
+        result["agent_means"] = episodes.agent_returns.mean(0).tolist()
+        result["agent_returns"] = episodes.agent_returns.tolist()
+    return result
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -109,7 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     policies = {"greedy": (True, 1.0), "sampled": (False, 1.0)}
     policies |= {f"sampled T={t:g}": (False, t) for t in args.temperature}
     results = {
-        name: statistics(*evaluate(agent, [envs], greedy, [seed], [generator], t)[0])
+        name: statistics(evaluate(agent, [envs], greedy, [seed], [generator], t)[0])
         for name, (greedy, t) in policies.items()
     }
     videos = record_videos(cfg, agent, args, checkpoint["step"], policies, seed) if args.video else {}
@@ -141,16 +147,21 @@ def record_videos(
 
 
 def table(evaluation: dict[str, Any]) -> str:
+    """The evaluation as a Markdown table, a row per policy (team return, and each agent's mean)."""
+    agents = next(iter(evaluation["policies"].values())).get("agent_means", [])
+    per_agent_header = "".join(f" agent {d} |" for d in range(len(agents)))
     lines = [
         f"{evaluation['env_id']}, checkpoint at env step {evaluation['env_step']:,}, "
         f"{evaluation['episodes']} episodes per policy (reset seed {evaluation['seed']})",
         "",
-        "| policy | mean return | std | min | max | mean length |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| policy | mean return | std | min | max | mean length |" + per_agent_header,
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(agents),
     ]
     for name, s in evaluation["policies"].items():
+        by_agent = "".join(f" {mean:.2f} |" for mean in s.get("agent_means", []))
         lines.append(
             f"| {name} | {s['mean']:.1f} | {s['std']:.1f} | {s['min']:.1f} | {s['max']:.1f} | {s['mean_length']:.1f} |"
+            + by_agent
         )
     return "\n".join(lines)
 
