@@ -27,25 +27,30 @@ import torch
 from omegaconf import OmegaConf
 
 from rlgumbel.configs import CONFIG_DIR
-from rlgumbel.envs import action_mask, make_vector_env
+from rlgumbel.envs import action_mask, env_actions, env_shape, make_vector_env
+from rlgumbel.networks import padding_mask
 from rlgumbel.selectors import gumbel_max_sample
 
 CONFIGS = Path(CONFIG_DIR) / "env"
 
 
 def random_returns(env_id: str, kwargs: dict, episodes: int, seed: int = 0) -> np.ndarray:
-    """[episodes] returns of uniformly random actions, one episode per vector-env copy."""
+    """[episodes] returns of uniformly random actions (each component uniform among its choices),
+    one episode per vector-env copy; the team's return for several agents."""
     envs = make_vector_env(env_id, episodes, kwargs)
-    num_actions = int(envs.single_action_space.n)
+    shape = env_shape(envs)
+    allowed = ~padding if (padding := padding_mask(shape.action_sizes)) is not None else None
     generator = torch.Generator().manual_seed(seed)
     _, info = envs.reset(seed=seed)
     returns, done = np.zeros(episodes), np.zeros(episodes, dtype=bool)
     while not done.all():
-        mask = action_mask(info, episodes, num_actions)
-        logits = torch.zeros(episodes, num_actions)
-        if mask is not None:
-            logits = logits.masked_fill(~mask, float("-inf"))
-        _, reward, terminated, truncated, info = envs.step(gumbel_max_sample(logits, generator).numpy())
+        mask = action_mask(info, episodes, shape.num_actions)  # [N, 1, A] or None
+        logits = torch.zeros(episodes, shape.components, shape.num_actions)
+        for allowed_now in (mask, allowed):
+            if allowed_now is not None:
+                logits = logits.masked_fill(~allowed_now, float("-inf"))
+        action = env_actions(gumbel_max_sample(logits, generator), envs)
+        _, reward, terminated, truncated, info = envs.step(action)
         returns += np.where(done, 0.0, reward)
         done |= terminated | truncated
     envs.close()
@@ -90,7 +95,7 @@ def main() -> None:
         sem = returns.std(ddof=1) / math.sqrt(len(returns))
         optimal = optimal_return(env["id"], env.get("kwargs") or {})
         print(
-            f"| {name} | {env['id']} | {returns.mean():.1f} ± {sem:.1f} | {env.get('random_return', '—')} | "
+            f"| {name} | {env['id']} | {returns.mean():.4g} ± {sem:.2g} | {env.get('random_return', '—')} | "
             f"{'—' if optimal is None else f'{optimal:.2f}'} | {env.get('solved_return', '—')} |"
         )
 

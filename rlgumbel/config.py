@@ -26,7 +26,7 @@ from rlgumbel.schedules import Schedule
 from rlgumbel.schema import ConfigError, TrainerSettings, register_schema, validate
 from rlgumbel.selectors import ActionSelector
 from rlgumbel.trainer import Member, Trainer
-from rlgumbel.video import RENDER_KWARGS
+from rlgumbel.video import RENDER_KWARGS, check_renders
 
 
 def register_with_hydra() -> None:
@@ -98,14 +98,20 @@ def build_temperature(cfg: DictConfig) -> Schedule:
     return schedule
 
 
-def build_envs(cfg: DictConfig, copies: int, env_id: str | None = None, render: bool = False) -> gym.vector.VectorEnv:
-    """`copies` copies of the config's env (or of `env_id` with the config's env kwargs), rendering
-    `rgb_array` frames if `render`."""
-    kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True) | (RENDER_KWARGS if render else {})
+def build_envs(
+    cfg: DictConfig, copies: int, env_id: str | None = None, render_for: str | None = None
+) -> gym.vector.VectorEnv:
+    """`copies` copies of the config's env (or of `env_id` with the config's env kwargs); with
+    `render_for` (the option that asks for videos), rendering `rgb_array` frames, checked by one."""
+    kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True) | (RENDER_KWARGS if render_for else {})
+    env_id = env_id or cfg.env.id
     try:
-        return make_vector_env(env_id or cfg.env.id, copies, kwargs)
+        envs = make_vector_env(env_id, copies, kwargs)
     except EnvConfigError as error:
         raise ConfigError(str(error)) from None
+    if render_for:
+        check_renders(envs, f"{render_for}: env.id={env_id!r}")
+    return envs
 
 
 def _member_values(nodes: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -163,7 +169,7 @@ def _build_member(
         logger=None,
         solved_return=None if solved is None or math.isnan(solved) else float(solved),
         config=OmegaConf.to_container(cfg, resolve=True),
-        video_envs=build_envs(cfg, 1, render=True) if settings.video_every else None,
+        video_envs=build_envs(cfg, 1, render_for="trainer.video_every") if settings.video_every else None,
     )
 
 
@@ -212,8 +218,13 @@ def build_population(
     steps = {checkpoint["step"] for checkpoint in checkpoints if checkpoint is not None}
     if len(steps) > 1 or (steps and None in checkpoints):
         raise ConfigError(f"resume: the members' checkpoints are from different env steps {sorted(steps)}")
-    _, info = envs.reset(seed=cfgs[0].seed)  # does the env give action masks? (the trainer resets again)
-    masked = action_mask(info, envs.num_envs, shape.num_actions) is not None
+    # Does the env give action masks? Asked of a copy of its own: some envs' resets depend on the
+    # episode before (lbforaging places agents around where they stood), so a member's own envs
+    # are reset only by the trainer, as they would be in a population of any size.
+    probe = build_envs(cfgs[0], 1)
+    _, info = probe.reset(seed=cfgs[0].seed)
+    masked = action_mask(info, 1, shape.num_actions) is not None
+    probe.close()
     buffer = ReplayBuffer(
         settings.buffer_size,
         shape.obs_shape,

@@ -4,6 +4,8 @@ multi-agent envs brought into one form (rlgumbel/multiagent.py), and a check of 
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 import pickle
 from collections.abc import Callable
@@ -88,8 +90,6 @@ def _register_mpe2(env_id: str) -> None:
     """`mpe2/<module>` (e.g. `mpe2/simple_spread_v3`): the PettingZoo parallel env of
     `mpe2.<module>` in the team form, with discrete actions (mpe2's default)."""
     module = f"mpe2.{env_id.removeprefix(MPE2_PREFIX)}"
-    import importlib.util
-
     if importlib.util.find_spec(module) is None:
         return  # gym.spec below names the id it does not know
     gym.register(env_id, entry_point=make_parallel_env, kwargs={"module": module})
@@ -106,7 +106,14 @@ FAMILIES: tuple[tuple[str, Callable[[str], None], str], ...] = (
 
 def check_env_id(env_id: str) -> None:
     """Raise `EnvConfigError` unless Gymnasium's registry knows `env_id`, registering the ids of
-    `FAMILIES` first when it asks for one of them."""
+    `FAMILIES` first when it asks for one of them. `module:id` imports `module` first, as
+    `gymnasium.make` does, so an env of one's own registers itself on import."""
+    if ":" in env_id:
+        module, env_id = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise EnvConfigError(f"env.id={module}:{env_id}: cannot import {module!r} ({error})") from None
     for prefix, register, package in FAMILIES:
         if env_id.startswith(prefix) and env_id not in gym.registry:
             try:

@@ -16,9 +16,11 @@ agent's actor its own row (decentralised execution).
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import cloudpickle
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -66,7 +68,7 @@ def team_spaces(
     return spaces.Box(low, high, dtype=np.float32), spaces.MultiDiscrete(sizes)
 
 
-class _TeamEnv(gym.Env):
+class _TeamForm:
     """What both adapters share: padding observations, summing rewards, per-agent returns."""
 
     def _init_team(self, observations: Sequence[spaces.Space], actions: Sequence[spaces.Space], metadata: dict) -> None:
@@ -95,7 +97,7 @@ class _TeamEnv(gym.Env):
         return float(agent_rewards.sum())
 
 
-class TupleAgentsEnv(_TeamEnv):
+class TupleAgentsEnv(_TeamForm, gym.Wrapper):
     """A Gymnasium env of D agents (`Tuple` observation and action spaces, a list of rewards) in
     the team form. A `done` that `NATURAL_END` does not call terminal is a truncation.
 
@@ -104,9 +106,8 @@ class TupleAgentsEnv(_TeamEnv):
     """
 
     def __init__(self, env: gym.Env) -> None:
-        self.env = env
+        gym.Wrapper.__init__(self, env)
         self._init_team(env.observation_space.spaces, env.action_space.spaces, dict(env.metadata))
-        self.render_mode = env.render_mode
         unwrapped = env.unwrapped
         self._natural_end = NATURAL_END.get(f"{type(unwrapped).__module__}.{type(unwrapped).__qualname__}")
 
@@ -124,14 +125,8 @@ class TupleAgentsEnv(_TeamEnv):
         reward = self._reward(rewards, bool(terminated or truncated), info)
         return self._observe(obs), reward, bool(terminated), bool(truncated), info
 
-    def render(self) -> Any:
-        return self.env.render()
 
-    def close(self) -> None:
-        self.env.close()
-
-
-class ParallelAgentsEnv(_TeamEnv):
+class ParallelAgentsEnv(_TeamForm, gym.Env):
     """A PettingZoo parallel env in the team form: the agents in `possible_agents` order; the
     episode ends when every agent's does (terminated if all terminated, else truncated).
 
@@ -174,6 +169,29 @@ class ParallelAgentsEnv(_TeamEnv):
 
     def close(self) -> None:
         self.env.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # PettingZoo's envs pickle as their constructor's arguments (EzPickle), which would
+        # restore a fresh episode: keep the raw env's own state too (checkpoints resume exactly)
+        return {**self.__dict__, "_raw_state": _picklable_state(self.env.unwrapped)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        raw_state = state.pop("_raw_state")
+        self.__dict__.update(state)
+        self.env.unwrapped.__dict__.update(raw_state)
+
+
+def _picklable_state(env: Any) -> dict[str, Any]:
+    """The attributes of `env` that pickle: all but a renderer's surfaces and fonts (pygame),
+    which the rebuilt env makes anew and which do not enter its dynamics."""
+    state = {}
+    for name, value in vars(env).items():
+        try:
+            cloudpickle.dumps(value)
+        except (TypeError, pickle.PicklingError):
+            continue
+        state[name] = value
+    return state
 
 
 def make_parallel_env(module: str, **kwargs: Any) -> ParallelAgentsEnv:

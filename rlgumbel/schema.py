@@ -149,6 +149,15 @@ class ExpectedSelectorConfig:
     _target_: str = "rlgumbel.selectors.ExpectedSelector"
 
 
+@dataclass
+class GappedStraightThroughSelectorConfig:
+    """Sampled actions; one-hot forward, backward through softmax((logits + m)/temperature), m the
+    deterministic move that puts the sampled logit on top, `gap` above the others (Fan et al. 2022)."""
+
+    _target_: str = "rlgumbel.selectors.GappedStraightThroughSelector"
+    gap: float = key(1.0, gt=0.0)  # margin of the sampled logit over every other in the backward pass
+
+
 # ----------------------------------------------------------------------------------- agent
 
 
@@ -313,6 +322,7 @@ OPTIONS: dict[str, dict[str, type]] = {
         "gumbel_rao": GumbelRaoSelectorConfig,
         "reinmax": ReinmaxSelectorConfig,
         "expected": ExpectedSelectorConfig,
+        "gapped_straight_through": GappedStraightThroughSelectorConfig,
     },
     "schedule": {
         "constant": ConstantScheduleConfig,

@@ -441,6 +441,9 @@ class Trainer:
             "first_solved_step": self.first_solved_step[k],
             "wall_seconds": self.wall_seconds,
             "envs": vector_env_state(self.members[k].envs),
+            # some envs' resets depend on the episode before (lbforaging): the evaluations' envs
+            # are part of what a resume must continue
+            "eval_envs": vector_env_state(self.members[k].eval_envs),
         }
 
     def load_member_state(self, member: int, state: dict[str, Any]) -> None:
@@ -461,6 +464,8 @@ class Trainer:
         self.first_solved_step[k] = state["first_solved_step"]
         self.wall_seconds = state["wall_seconds"]
         restore_vector_env_state(self.members[k].envs, state["envs"])
+        if "eval_envs" in state:  # checkpoints from before they were stored reset fresh ones
+            restore_vector_env_state(self.members[k].eval_envs, state["eval_envs"])
 
     def summary(self, member: int = 0) -> dict[str, Any]:
         """Final, best and mean evaluation, first solved step, env steps and wall time. The mean

@@ -48,6 +48,21 @@ def record_episode(
             return frames, total
 
 
+def check_renders(envs: gym.vector.VectorEnv, context: str) -> None:
+    """Raise `ConfigError` (naming `context`) unless `envs` (made with `RENDER_KWARGS`) renders
+    `rgb_array` frames here: some envs render only to a window (lbforaging, rware: pyglet)."""
+    from rlgumbel.schema import ConfigError
+
+    try:
+        envs.reset()
+        frames = envs.render()
+    except Exception as error:  # each env fails its own way (no display, no rgb_array mode)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"{context} renders no rgb_array frames here ({type(error).__name__}: {reason})") from None
+    if frames is None or frames[0] is None or np.asarray(frames[0]).ndim != 3:
+        raise ConfigError(f"{context} renders no rgb_array frames (it gave {type(frames).__name__})")
+
+
 MIN_SIDE = 160  # pixels: smaller renders (MinAtar's 10x10) are enlarged by whole-number factors
 
 

@@ -21,6 +21,7 @@ def test_every_group_has_its_options():
     assert GROUPS["selector"] == [
         "argmax",
         "expected",
+        "gapped_straight_through",
         "gumbel_rao",
         "gumbel_softmax",
         "reinmax",

@@ -41,6 +41,7 @@ from rlgumbel.names import option_name
 from rlgumbel.selectors import (
     ActionSelector,
     ExpectedSelector,
+    GappedStraightThroughSelector,
     GumbelRaoSelector,
     GumbelSoftmaxSelector,
     ReinmaxSelector,
@@ -56,6 +57,7 @@ NEW_SELECTORS = {
     "gumbel_rao": lambda: GumbelRaoSelector(samples=4),
     "reinmax": ReinmaxSelector,
     "expected": ExpectedSelector,
+    "gapped_straight_through": lambda: GappedStraightThroughSelector(gap=1.0),
 }
 
 
@@ -244,6 +246,35 @@ def test_expected_gradient_is_the_exact_gradient_and_leaves_the_critic_alone():
         assert critic_grad is None, "the exact objective must not train the critic"
 
 
+@pytest.mark.parametrize("temperature, gap", [(1.0, 1.0), (0.5, 0.3)])
+def test_gapped_straight_through_gradient_is_the_jacobian_at_the_moved_logits(temperature, gap):
+    # Fan et al. 2022: with the sample D, the backward pass differentiates softmax((θ + m)/τ),
+    # m fixed: θ_D + m_D = max θ, and θ_i + m_i = min(θ_i, max θ − gap) for i ≠ D. Its gradient
+    # for the linear critic u = HAND_Q is J(s)·u / τ, s = softmax((θ + m)/τ), J = diag(s) − s sᵀ.
+    # By hand for each D (HAND_LOGITS = [0.2, −0.5, 1.0]: max 1.0).
+    seen = set()
+    for seed in range(30):
+        selection, gradient, _ = hand_gradient(GappedStraightThroughSelector(gap=gap), temperature, seed)
+        sampled = selection.env_action.item()
+        seen.add(sampled)
+        top = max(HAND_LOGITS)
+        moved = [top if i == sampled else min(v, top - gap) for i, v in enumerate(HAND_LOGITS)]
+        soft = softmax_list(moved, temperature)
+        assert selection.action.tolist() == [[[1.0 if i == sampled else 0.0 for i in range(3)]]]
+        assert gradient == pytest.approx([g / temperature for g in jacobian_times(soft, HAND_Q)], rel=1e-12)
+    assert seen == {0, 1, 2}
+
+
+def test_gapped_straight_through_keeps_masked_logits_masked_and_refuses_a_bad_gap():
+    logits = torch.tensor([[[0.3, -math.inf, 1.2, 0.0]]], requires_grad=True)
+    selection = GappedStraightThroughSelector(gap=2.0).select(logits, 1.0, rng(0))
+    (gradient,) = torch.autograd.grad((selection.action * torch.tensor([1.0, 5.0, -1.0, 2.0])).sum(), logits)
+    assert torch.isfinite(gradient).all() and gradient[0, 0, 1] == 0
+    for gap in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="selector.gap must be a finite number > 0"):
+            GappedStraightThroughSelector(gap=gap)
+
+
 # Five actions, τ = 0.5: where straight-through Gumbel-softmax is biased and noisy.
 GR_LOGITS = [0.5, -0.3, 1.2, 0.0, -1.0]
 GR_Q = [1.0, -0.5, 0.2, 2.0, -1.5]
@@ -385,6 +416,7 @@ def test_other_selectors_accept_any_positive_temperature():
         ("gumbel_rao", GumbelRaoSelector),
         ("reinmax", ReinmaxSelector),
         ("expected", ExpectedSelector),
+        ("gapped_straight_through", GappedStraightThroughSelector),
     ],
 )
 def test_new_selectors_compose_and_instantiate(option, cls, compose_config):

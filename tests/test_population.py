@@ -82,6 +82,16 @@ VARIANTS = {
     "reinmax_hard_gumbel_three_critics": ["selector=reinmax", "schedule.end=1.0", "agent.critic.ensemble=3"],
     "taxi_masks": ["env=taxi", "selector=gumbel_softmax", "selector.hard=true"],
     "minatar_cnn": ["env=minatar_breakout", "trainer.batch_size=32", "trainer.buffer_size=2000"],
+    # joint actions: two agents and a centralised critic; three agents with shared networks and
+    # independent q_head critics, padded components (speaker 3 choices, listener 5)
+    "lbf_centralised": ["env=lbf_8x8_2p_2f_coop", "selector=gumbel_rao", "agent.critic_target=expected"],
+    "speaker_listener_independent_shared": [
+        "env=mpe_speaker_listener",
+        "selector=sample",
+        "agent.critic.kind=q_head",
+        "agent.critic.centralised=false",
+        "agent.share_parameters=true",
+    ],
 }
 
 

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY
+from conftest import REPO, TINY, read_scalars
 from omegaconf import OmegaConf
 
 from rlgumbel.cli.preflight import check_command_line
@@ -120,3 +120,19 @@ def test_evaluate_commands_run_on_a_trained_run(cli, capsys, tmp_path: Path):
         arguments = ["400" if a == "20000" else a for a in arguments]
         assert evaluate_main(arguments) == 0
         assert "| greedy |" in capsys.readouterr().out
+
+
+def test_the_own_env_example_registers_and_trains_its_team(run_cli, monkeypatch, tmp_path: Path):
+    """The README's block of a multi-agent env of one's own: the module it writes, then the
+    command as written (PYTHONPATH=. for the module) with a tiny budget."""
+    block = next(body for lang, body in BLOCKS if lang == "bash" and "my_team.py" in body)
+    setup, _, command = block.rpartition("\nPYTHONPATH=. rlgumbel-train ")
+    subprocess.run(["bash", "-c", setup], cwd=tmp_path, check=True)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    run_dir = tmp_path / "run"
+    done = run_cli(*shlex.split(command), *TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    assert saved.env.id == "my_team:MySpread-v0"
+    scalars = read_scalars(run_dir / "tb")
+    assert "charts/episodic_return_agent1" in scalars and "charts/episodic_return_agent2" not in scalars  # N=2

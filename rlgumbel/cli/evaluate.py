@@ -135,7 +135,7 @@ def record_videos(
     cfg: DictConfig, agent: ActorCritic, args: argparse.Namespace, step: int, policies: dict, seed: int
 ) -> dict[str, dict[str, Any]]:
     """One mp4 per policy of its episode from the first start state; their paths, frames and returns."""
-    envs = build_envs(cfg, 1, args.env_id, render=True)
+    envs = build_envs(cfg, 1, args.env_id, render_for="--video")
     generator = torch.Generator().manual_seed(seed)
     videos = {}
     for name, (greedy, temperature) in policies.items():
