@@ -36,11 +36,11 @@ def make_agent(make_agent):
 
 
 def make_batch(seed: int = 0) -> Batch:
-    """A batch [1, BATCH, …] of the one member."""
+    """A batch [1, BATCH, …] of the one member (actions of one component: [1, BATCH, 1])."""
     generator = torch.Generator().manual_seed(seed)
     return one_step_batch(
         obs=torch.randn(1, BATCH, OBS_DIM, generator=generator),
-        action=torch.randint(NUM_ACTIONS, (1, BATCH), generator=generator),
+        action=torch.randint(NUM_ACTIONS, (1, BATCH, 1), generator=generator),
         reward=torch.ones(1, BATCH),
         next_obs=torch.randn(1, BATCH, OBS_DIM, generator=generator),
         terminated=torch.zeros(1, BATCH),

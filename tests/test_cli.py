@@ -88,7 +88,7 @@ def test_unknown_group_option_names_the_allowed_ones(run_cli, tmp_path: Path):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: selector=softargmax is not an option of selector; allowed: argmax, "
-        "expected, gumbel_rao, gumbel_softmax, reinmax, sample, straight_through"
+        "expected, gapped_straight_through, gumbel_rao, gumbel_softmax, reinmax, sample, straight_through"
     )
     assert not (tmp_path / "run").exists()
 
@@ -125,7 +125,8 @@ def test_unknown_group_option_names_the_allowed_ones(run_cli, tmp_path: Path):
         (
             ["-m", "seed=0,1", "selector=argmax,softargmax"],
             "error: selector=softargmax is not an option of selector; "
-            "allowed: argmax, expected, gumbel_rao, gumbel_softmax, reinmax, sample, straight_through",
+            "allowed: argmax, expected, gapped_straight_through, gumbel_rao, gumbel_softmax, reinmax, sample, "
+            "straight_through",
         ),
     ],
 )
